@@ -1,0 +1,26 @@
+"""af3-bench core: the host that discovers plugins and runs their cases in isolated workers.
+
+Public surface for plugin authors::
+
+    from af3core import hookimpl, Plugin, Setting, Availability, Runner, Case, CaseError, NonFiniteOutput
+"""
+from af3core.hookspecs import hookimpl
+from af3core.plugin import ENGINE, KERNEL, Availability, Plugin, Setting
+from af3core.runner import Case, CaseError, NonFiniteOutput, Runner, is_oom
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "hookimpl",
+    "Plugin",
+    "Setting",
+    "Availability",
+    "ENGINE",
+    "KERNEL",
+    "Runner",
+    "Case",
+    "CaseError",
+    "NonFiniteOutput",
+    "is_oom",
+    "__version__",
+]
