@@ -1,0 +1,5 @@
+import sys
+
+from af3core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,200 @@
+"""The ``af3`` command: ``af3 plugins``, ``af3 bench``, ``af3 plot``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from af3core import __version__, plugins
+from af3core.errors import UsageError
+from af3core.plan import Choices, build_plan
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line and exit 2 like every other user mistake."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="af3", description="Benchmark AlphaFold-class engines and their GPU kernels.")
+    parser.add_argument("--version", action="version", version=f"af3-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("plugins", help="list the engine and kernel plugins found, and whether each can run here")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    b = sub.add_parser("bench", help="run benchmarks (no arguments: every available plugin at its quick defaults)")
+    b.add_argument("--plugin", "--engine", dest="plugins", action="append", default=[], metavar="NAME",
+                   help="plugin to run (repeatable, or 'all'; default all available)")
+    b.add_argument("--mode", choices=None, help="toy, trunk or full for engines (default: the plugin's, trunk); "
+                   "fwd, bwd or fwdbwd for kernels")
+    b.add_argument("--full", dest="mode", action="store_const", const="full", help="alias of --mode full")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    b.add_argument("--seq-len", help="tokens (R for kernels): 256, 64,128,256 or 64:512:64")
+    b.add_argument("--passes", type=int, help="timed passes after the compile/warm-up call (default: the plugin's)")
+    b.add_argument("--preset", help="plugin-defined settings bundle, e.g. small or default")
+    b.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="plugin-specific parameter (repeatable)")
+    b.add_argument("--notes", default="", help="free text stored in every row")
+    b.add_argument("--out", help="output folder (default results/<timestamp>/)")
+    b.add_argument("--force", action="store_true", help="reuse an existing output folder, replacing its results")
+    b.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"wall-clock limit per case (default {DEFAULT_TIMEOUT_S:g})")
+    b.add_argument("--until-oom", action="store_true",
+                   help="grow --seq-len (a range; START::STEP is open-ended) per setting until the case runs out "
+                        "of memory, and record the largest size that fits")
+    b.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
+    b.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    b.add_argument("--no-plot", action="store_true", help="do not write plots at the end")
+
+    pl = sub.add_parser("plot", help="write PNG plots of a finished run")
+    pl.add_argument("dir", type=Path)
+    return parser
+
+
+# ---------------------------------------------------------------- af3 plugins
+
+def cmd_plugins(args) -> int:
+    registry = plugins.load()
+    availability = registry.availability()
+    entries = []
+    for name, plugin in sorted(registry.plugins.items()):
+        a = availability[name]
+        entries.append({"name": name, "kind": plugin.kind, "distribution": plugin.distribution,
+                        "version": plugin.version, "available": a.ok, "reason": a.reason, "fix": a.fix,
+                        "source_version": a.source_version, "modes": list(plugin.modes),
+                        "presets": list(plugin.presets), "description": plugin.description})
+    for b in registry.broken:
+        entries.append({"name": b.name, "kind": "broken", "distribution": b.distribution, "version": b.version,
+                        "available": False, "reason": b.error, "fix": "", "source_version": None})
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="af3-bench plugins")
+    for col in ("name", "kind", "distribution", "version", "runs here", "why not / fix"):
+        table.add_column(col)
+    for e in entries:
+        runs = "[green]yes[/green]" + (f" ({e['source_version']})" if e.get("source_version") else "") \
+            if e["available"] else ("[red]broken[/red]" if e["kind"] == "broken" else "[yellow]no[/yellow]")
+        why = "" if e["available"] else e["reason"] + (f"\nfix: {e['fix']}" if e["fix"] else "")
+        table.add_row(e["name"], e["kind"], e["distribution"], e["version"], runs, why)
+    Console().print(table if entries else "no plugins installed (entry point group 'af3bench')")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- af3 bench
+
+def _prepare_out_dir(out: str | None, force: bool) -> Path:
+    path = Path(out) if out else Path("results") / time.strftime("%Y%m%d-%H%M%S")
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--out {path}: exists and is not a folder")
+        if any(path.iterdir()) and not force:
+            raise UsageError(f"--out {path}: folder exists and is not empty (use --force to replace its results)")
+        if force:
+            for child in path.iterdir():
+                if child.name == "logs" and child.is_dir():
+                    shutil.rmtree(child)
+                elif child.suffix in (".jsonl", ".csv", ".json", ".png"):
+                    child.unlink()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def _print_plan(plan) -> None:
+    print(f"device: {plan.device.label}")
+    for c in plan.cases:
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(c.case.settings.items()))
+        print(f"{c.case_id}: {c.case.plugin} mode={c.case.mode} preset={c.case.preset} seq_len={c.case.seq_len} "
+              f"passes={c.case.passes} [{settings}]")
+    if plan.until_oom:
+        print("until-oom: each setting stops at its first out-of-memory size")
+    for name, reason in plan.skipped:
+        print(f"skipped {name}: {reason}")
+
+
+def cmd_bench(args) -> int:
+    registry = plugins.load()
+    choices = Choices(plugins=args.plugins, mode=args.mode, device=args.device, seq_len=args.seq_len,
+                      passes=args.passes, preset=args.preset, sets=args.sets, notes=args.notes,
+                      until_oom=args.until_oom)
+    plan = build_plan(registry, choices)
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if args.dry_run:
+        _print_plan(plan)
+        return EXIT_OK
+    out_dir = _prepare_out_dir(args.out, args.force)
+    source_versions = {name: a.source_version for name, a in registry.availability().items()}
+
+    from af3core.bench import run_plan
+    from af3core.live import make_view
+
+    view = make_view(plan, force_plain=args.plain)
+    outcome = run_plan(plan, out_dir, args.timeout, view, [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+                       source_versions)
+    seq_lens = {r.planned.case.seq_len for r in outcome.results if r.ok_times}
+    if not args.no_plot and len(seq_lens) > 1:
+        from af3core.plot import plot_run
+
+        for path in plot_run(out_dir):
+            print(f"plot: {path}")
+    for group, largest in outcome.largest_fit.items():
+        print(f"largest size that fits: {largest if largest is not None else 'none'}  ({group})")
+    print(f"results: {out_dir}")
+    if outcome.interrupted:
+        print("interrupted: the summary covers the cases that ran", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if outcome.failed:
+        print(f"{len(outcome.failed)} of {len(outcome.results)} case(s) failed", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    from af3core.plot import plot_run
+
+    written = plot_run(args.dir)
+    if not written:
+        print(f"{args.dir}: no successful cases to plot", file=sys.stderr)
+        return EXIT_FAILED
+    for path in written:
+        print(f"plot: {path}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command or "bench"
+        if args.command is None:  # bare `af3`: same as `af3 bench`
+            args = build_parser().parse_args(["bench"])
+        return {"plugins": cmd_plugins, "bench": cmd_bench, "plot": cmd_plot}[command](args)
+    except UsageError as exc:
+        print(f"af3: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

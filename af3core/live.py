@@ -1,0 +1,144 @@
+"""Progress while a run goes: a rich live table on a terminal, plain lines otherwise."""
+from __future__ import annotations
+
+import statistics
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from af3core.host import CaseResult
+from af3core.plan import Plan
+
+
+def _fmt_ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms / 1e3:.2f} s" if ms >= 1e4 else f"{ms:.3f} ms" if ms < 1 else f"{ms:.1f} ms"
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def params_text(result: CaseResult) -> str:
+    case = result.planned.case
+    preset = f" {case.preset}" if case.preset else ""
+    return f"{case.mode}{preset} L={case.seq_len}"
+
+
+def status_text(result: CaseResult) -> str:
+    if result.status not in ("pending",):
+        return "done" if result.status == "ok" else result.status
+    phase = result.phase
+    if phase == "pass" and result.pass_index is not None:
+        return f"pass {result.pass_index + 1}/{result.planned.case.passes}"
+    return {"starting": "starting", "importing": "importing", "setup": "setup", "compile": "compiling",
+            "done": "finishing"}.get(phase, phase)
+
+
+def _last_median(result: CaseResult) -> tuple[float | None, float | None]:
+    times = result.ok_times
+    return (times[-1] if times else None, statistics.median(times) if times else None)
+
+
+class LiveTable:
+    """A rich table, one line per case, redrawn a few times a second."""
+
+    def __init__(self, plan: Plan, console: Console | None = None):
+        self.console = console or Console()
+        self.results: dict[str, CaseResult | None] = {c.case_id: None for c in plan.cases}
+        self.plan = plan
+        self.live = Live(get_renderable=self._table, console=self.console, refresh_per_second=4, transient=False)
+
+    def _table(self) -> Table:
+        table = Table(title="af3 bench", expand=False)
+        for col in ("case", "plugin", "parameters", "status", "last", "median", "compile", "peak GPU", "peak RSS"):
+            table.add_column(col, justify="right" if col in ("last", "median", "compile", "peak GPU", "peak RSS")
+                             else "left")
+        for planned in self.plan.cases:
+            r = self.results.get(planned.case_id)
+            if r is None:
+                case = planned.case
+                table.add_row(planned.case_id[:3], case.plugin, f"{case.mode} {case.preset or ''} L={case.seq_len}",
+                              "[dim]queued[/dim]", "", "", "", "", "")
+                continue
+            last, median = _last_median(r)
+            status = status_text(r)
+            style = "green" if r.status == "ok" else "red" if r.status != "pending" else "yellow"
+            table.add_row(planned.case_id[:3], planned.case.plugin, params_text(r), f"[{style}]{status}[/{style}]",
+                          _fmt_ms(last), _fmt_ms(median), _fmt_ms(r.compile_ms), _fmt_bytes(r.nvml_peak_bytes),
+                          _fmt_bytes(r.rss_peak_bytes))
+        return table
+
+    def start(self) -> None:
+        self.live.start()
+
+    def update(self, result: CaseResult) -> None:
+        self.results[result.planned.case_id] = result
+
+    def row(self, result: CaseResult, row: dict[str, Any]) -> None:
+        self.update(result)
+
+    def skipped(self, name: str, reason: str) -> None:
+        self.console.print(f"[yellow]skipped[/yellow] {name}: {reason}")
+
+    def done(self, result: CaseResult) -> None:
+        self.update(result)
+        if result.status != "ok":
+            self.live.console.print(f"[red]{result.planned.case_id} {result.status}[/red]: {result.error}")
+
+    def stop(self) -> None:
+        self.live.refresh()
+        self.live.stop()
+
+
+class PlainProgress:
+    """One line per event, for logs and pipes."""
+
+    def __init__(self, plan: Plan, stream=None):
+        self.stream = stream or sys.stdout
+        self._phase: dict[str, str] = {}
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start(self) -> None:
+        pass
+
+    def update(self, result: CaseResult) -> None:
+        status = status_text(result)
+        if status.startswith("pass") or self._phase.get(result.planned.case_id) == status:
+            return
+        self._phase[result.planned.case_id] = status
+        self._print(f"[{result.planned.case_id}] {status}")
+
+    def row(self, result: CaseResult, row: dict[str, Any]) -> None:
+        if row["ok"]:
+            self._print(f"[{result.planned.case_id}] pass {row['pass_index'] + 1}/{result.planned.case.passes} "
+                        f"{_fmt_ms(row['elapsed_ms'])}")
+
+    def skipped(self, name: str, reason: str) -> None:
+        self._print(f"skipped {name}: {reason}")
+
+    def done(self, result: CaseResult) -> None:
+        _, median = _last_median(result)
+        if result.status == "ok":
+            self._print(f"[{result.planned.case_id}] done: median {_fmt_ms(median)}, compile "
+                        f"{_fmt_ms(result.compile_ms)}, peak GPU {_fmt_bytes(result.nvml_peak_bytes)}, "
+                        f"peak RSS {_fmt_bytes(result.rss_peak_bytes)}")
+        else:
+            self._print(f"[{result.planned.case_id}] {result.status}: {result.error}")
+
+    def stop(self) -> None:
+        pass
+
+
+def make_view(plan: Plan, force_plain: bool = False):
+    if not force_plain and sys.stdout.isatty():
+        return LiveTable(plan)
+    return PlainProgress(plan)

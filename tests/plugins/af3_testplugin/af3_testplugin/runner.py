@@ -1,0 +1,89 @@
+"""A real (small) workload plus the faults the harness must survive."""
+import ctypes
+import os
+import sys
+import time
+
+import numpy as np
+
+from af3core import CaseError, NonFiniteOutput, Runner
+from af3core import protocol, worker
+
+
+class TestRunner(Runner):
+    def setup(self):
+        s = self.case.settings
+        n = self.case.seq_len
+        self.a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        self.index = 0
+        self.gpu = None
+        if s["cuda_matmul_n"] > 0:
+            if self.case.device_type != "cuda":
+                raise CaseError("cuda_matmul_n needs --device cuda")
+            self.framework = "torch"
+            self.gpu = _CudaMatmul(s["cuda_matmul_n"])
+        if s["fault_pass"] == -1:
+            self._fault()
+        return {"engine_source_version": "test-1", "env_seen": os.environ.get("AF3_TESTPLUGIN_ENV"),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+    def compile(self):
+        return self.step(counting=False)
+
+    def step(self, counting=True):
+        s = self.case.settings
+        if counting:
+            if self.index == s["fault_pass"]:
+                self._fault()
+            self.index += 1
+        if self.gpu is not None:
+            self.gpu.run()
+        out = self.a @ self.a
+        if s["work_ms"]:
+            time.sleep(s["work_ms"] / 1e3)
+        return {"checksum": float(out[0, 0])}
+
+    def _fault(self):
+        fault = self.case.settings["fault"]
+        if fault == "raise":
+            raise RuntimeError("injected failure")
+        if fault == "user_error":
+            raise CaseError("this setting cannot run on this device")
+        if fault == "segfault":
+            ctypes.string_at(0)
+        if fault == "exit":
+            os._exit(3)
+        if fault == "hang":
+            time.sleep(3600)
+        if fault == "oom":
+            np.ones(1 << 60, dtype=np.uint8)  # a real MemoryError from the allocator
+        if fault == "nonfinite":
+            raise NonFiniteOutput("output contains NaN")
+        if fault == "bad_frame":
+            os.write(worker.CHANNEL_FD, b"\x00\x00\x00\x05garbage-not-msgpack")
+            time.sleep(30)
+        if fault == "big_frame":
+            os.write(worker.CHANNEL_FD, (protocol.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+            time.sleep(30)
+        if fault == "stdout_noise":
+            print("frameworks print to stdout; the channel must not care", flush=True)
+            sys.stdout.write("\x00\x00\x00\x10not a frame\n")
+            sys.stdout.flush()
+
+
+class _CudaMatmul:
+    """A fixed CUDA workload (one fp32 n x n matmul, TF32 off), used to compare the harness's timing
+    with triton's do_bench on the same work: scripts/harness_overhead.py builds the identical one."""
+
+    def __init__(self, n):
+        import torch
+
+        self.torch = torch
+        torch.backends.cuda.matmul.allow_tf32 = False
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        self.a = torch.randn(n, n, device="cuda", generator=gen)
+        self.b = torch.randn(n, n, device="cuda", generator=gen)
+
+    def run(self):
+        self.torch.mm(self.a, self.b)
+        self.torch.cuda.synchronize()
