@@ -1,0 +1,1 @@
+"""One kernel per module (Triton kernels + autograd Function + nn.Module)."""

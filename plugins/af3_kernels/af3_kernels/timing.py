@@ -1,0 +1,54 @@
+"""Timing of one kernel call: CUDA events around the call only, L2 flushed between repetitions,
+median over many repetitions. Shared by the harness runner and the standalone benchmark script."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+class L2Flusher:
+    """Overwrites a buffer twice the size of the L2 cache, so no repetition starts with warm data."""
+
+    def __init__(self, device):
+        import torch
+
+        size = 2 * getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * 2**20)
+        self.buffer = torch.empty(int(size), dtype=torch.uint8, device=device)
+
+    def __call__(self):
+        self.buffer.zero_()
+
+
+def time_cuda(fn: Callable[[], object], reps: int, before: Callable[[], object] | None = None,
+              flush: L2Flusher | None = None) -> list[float]:
+    """Milliseconds of each of ``reps`` calls of ``fn``; ``before`` and ``flush`` run untimed."""
+    import torch
+
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for k in range(reps):
+        if before is not None:
+            before()
+        if flush is not None:
+            flush()
+        starts[k].record()
+        fn()
+        ends[k].record()
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in zip(starts, ends)]
+
+
+def time_cpu(fn: Callable[[], object], reps: int, before: Callable[[], object] | None = None) -> list[float]:
+    times = []
+    for _ in range(reps):
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def median(times: list[float]) -> float:
+    return statistics.median(times)
