@@ -109,11 +109,16 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:
+    """The log's last lines, led by the fatal-error line of a crash dump when there is one."""
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    return " | ".join(text[-lines:])
+    tail = text[-lines:]
+    fatal = [line for line in text if line.startswith("Fatal Python error")]
+    if fatal and fatal[-1] not in tail:
+        tail = [fatal[-1], "...", *tail]
+    return " | ".join(tail)[-2000:]
 
 
 def _exit_reason(code: int) -> str:
@@ -259,12 +264,12 @@ def _finish(result: CaseResult, proc: subprocess.Popen, error, on_row) -> None:
             result.traceback = error.get("traceback") or ""
     # A case that failed outside a pass (import, setup, compile, crash, timeout) still leaves a row.
     if result.status != "ok" and not any(not p["ok"] for p in result.passes):
-        _fail_row(result, on_row)
+        _fail_row(result, on_row, phase=(error or {}).get("phase") or result.phase)
 
 
-def _fail_row(result: CaseResult, on_row) -> None:
-    row = {"pass_index": result.pass_index if result.phase == "pass" else None, "start_ts": time.time(),
+def _fail_row(result: CaseResult, on_row, phase: str = "starting") -> None:
+    row = {"pass_index": result.pass_index if phase == "pass" else None, "start_ts": time.time(),
            "elapsed_ms": None, "wall_ms": None, "ok": False, "error": result.error, "error_kind": result.status,
-           "extra": {"failed_phase": result.phase}}
+           "extra": {"failed_phase": phase}}
     result.passes.append(row)
     on_row(result, row)

@@ -267,8 +267,11 @@ def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, ra
     seq_lens = fixed_seq_lens or list(plugin.default_seq_lens.get(device.type)
                                       or next(iter(plugin.default_seq_lens.values())))
     if plugin.check_seq_len is not None:
-        for n in seq_lens:
+        for position, n in enumerate(seq_lens):
             problem = plugin.check_seq_len(n)
+            if problem and choices.until_oom and position > 0:
+                seq_lens = seq_lens[:position]  # a sweep ends where the plugin's sizes end
+                break
             if problem:
                 raise UsageError(f"plugin {plugin.name}: --seq-len {n}: {problem}")
     passes = choices.passes or plugin.default_passes

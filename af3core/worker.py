@@ -8,6 +8,7 @@ frameworks and go to the case's log file.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import json
 import os
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", required=True, help="the case as JSON")
     args = parser.parse_args(argv)
     CHANNEL_FD = args.fd
+    faulthandler.enable()  # a segfault's Python stack lands in the case's log, quoted in the failed row
     case = Case.from_dict(json.loads(args.case))
     _send({"type": "hello", "protocol": protocol.PROTOCOL_VERSION, "pid": os.getpid(),
            "python": sys.version.split()[0], "executable": sys.executable, "versions": _library_versions()})
@@ -161,4 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module so runners see CHANNEL_FD via `from af3core import worker`.
+    from af3core import worker as _worker
+
+    sys.exit(_worker.main())

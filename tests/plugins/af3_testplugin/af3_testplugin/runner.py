@@ -22,6 +22,8 @@ class TestRunner(Runner):
                 raise CaseError("cuda_matmul_n needs --device cuda")
             self.framework = "torch"
             self.gpu = _CudaMatmul(s["cuda_matmul_n"])
+        if 0 < s["oom_above"] < n:
+            np.ones(1 << 60, dtype=np.uint8)  # a real MemoryError, as a too-large case would raise
         if s["fault_pass"] == -1:
             self._fault()
         return {"engine_source_version": "test-1", "env_seen": os.environ.get("AF3_TESTPLUGIN_ENV"),
@@ -33,9 +35,9 @@ class TestRunner(Runner):
     def step(self, counting=True):
         s = self.case.settings
         if counting:
-            if self.index == s["fault_pass"]:
-                self._fault()
             self.index += 1
+            if self.index - 1 == s["fault_pass"]:
+                self._fault()
         if self.gpu is not None:
             self.gpu.run()
         out = self.a @ self.a

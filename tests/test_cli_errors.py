@@ -1,0 +1,80 @@
+"""User mistakes: one line on stderr, exit 2, no traceback, nothing run."""
+import os
+
+import pytest
+
+from af3core import gpu
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--plugin", "nosuch"], "unknown plugin 'nosuch'"),
+    (["--device", "tpu"], "expected auto, cpu"),
+    (["--seq-len", "12x"], "--seq-len"),
+    (["--seq-len", "64:32:8"], "--seq-len"),
+    (["--set", "fault"], "expected KEY=VALUE"),
+    (["--set", "nosuch=1"], "unknown setting"),
+    (["--set", "fault=meteor"], "expected one of"),
+    (["--set", "work_ms=slow"], "expected a number"),
+    (["--preset", "nosuch"], "unknown preset"),
+    (["--mode", "fold"], "unknown mode"),
+    (["--passes", "0"], "--passes"),
+    (["--seq-len", "9000"], "at most 4096"),
+    (["--bogus-flag"], "unrecognized arguments"),
+])
+def test_bad_input(af3, args, message):
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(gpu.device_count() > 0, reason="this machine has a GPU")
+def test_cuda_on_a_machine_without_it(af3):
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cuda")
+    assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr
+
+
+def test_existing_output_folder_is_refused_unless_forced(af3, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.csv").write_text("old")
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 2 and "--force" in proc.stderr
+    assert (out / "summary.csv").read_text() == "old"
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--out", str(out), "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "summary.csv").read_text().startswith("run_id")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(af3, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--out", str(locked / "run"))
+    assert proc.returncode == 2 and "cannot write" in proc.stderr
+
+
+def test_output_path_that_is_a_file(af3, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--out", str(target / "run"))
+    assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(af3, tmp_path):
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8:24:8", "--dry-run",
+                   "--out", str(tmp_path / "dry"))
+    assert proc.returncode == 0
+    assert proc.stdout.count("testplugin mode=trunk") == 3 and "seq_len=24" in proc.stdout
+    assert not (tmp_path / "dry").exists()
+
+
+def test_engine_alias_and_full_alias(af3):
+    proc = af3.run("bench", "--engine", "testplugin", "--full", "--device", "cpu", "--dry-run")
+    assert proc.returncode == 0 and "mode=full" in proc.stdout
+
+
+def test_plot_of_a_folder_without_results(af3, tmp_path):
+    proc = af3.run("plot", str(tmp_path))
+    assert proc.returncode == 2 and "summary.csv" in proc.stderr

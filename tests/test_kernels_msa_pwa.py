@@ -1,0 +1,201 @@
+"""Correctness of the fused MSA pair-weighted averaging kernel (af3_kernels.ops.msa_pwa).
+
+Judged as trifast does: against a float64 reference, the kernel's max abs error must stay within
+3x the error of the same-dtype PyTorch reference (plus a small epsilon) and its cosine similarity
+at or above 0.999, for the output and the gradients of v, bias and g.
+
+Without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1) on tiny odd shapes;
+with one, the same tests run compiled, plus larger shapes and a case needing 64-bit offsets.
+"""
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton", reason="the fused kernel needs triton")
+
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    # Must precede the kernel module's import: triton decides at decoration time.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from af3_kernels.ops import msa_pwa  # noqa: E402
+from af3_kernels.ops.msa_pwa import MSAWeightedAveragingFused, msa_pair_weighted_averaging  # noqa: E402
+from af3_kernels.reference import msa_pwa_reference  # noqa: E402
+
+DEVICE = "cuda" if CUDA else "cpu"
+EPS = {torch.float32: 1e-6, torch.bfloat16: 2**-8, torch.float16: 2**-11}  # relative to the output's scale
+
+# (B, S, R, H, C): R and S from 1, C not a power of two, H from 1.
+SMALL = [
+    (1, 1, 1, 1, 1),
+    (1, 2, 3, 1, 3),
+    (2, 3, 5, 2, 7),
+    (1, 1, 17, 3, 5),
+    (1, 4, 16, 1, 12),
+    (2, 2, 19, 2, 20),
+    (1, 5, 33, 2, 3),
+]
+LARGE = [  # compiled (GPU) only: several blocks in every dimension, odd tails
+    (1, 128, 384, 8, 8),
+    (2, 37, 129, 3, 24),
+    (1, 7, 300, 5, 33),
+    (1, 1, 1000, 4, 4),
+]
+
+
+@pytest.fixture(autouse=True)
+def poison(monkeypatch):
+    """NaN-fill every buffer the kernels should overwrite: an unwritten element fails the test."""
+    monkeypatch.setattr(msa_pwa, "POISON_OUTPUTS", True)
+
+
+def make_inputs(shape, dtype, masked, seed=0):
+    B, S, R, H, C = shape
+    gen = torch.Generator(DEVICE).manual_seed(seed)
+    kw = dict(device=DEVICE, dtype=dtype, generator=gen)
+    v = torch.randn((B, S, R, H, C), **kw)
+    g = torch.randn((B, S, R, H, C), **kw)
+    b = 2 * torch.randn((B, R, R, H), **kw)  # a spread-out softmax exercises the max subtraction
+    dout = torch.randn((B, S, R, H * C), **kw)
+    mask = None
+    if masked:
+        mask = torch.rand((B, R, R), device=DEVICE, generator=gen) < 0.7
+        mask[0, R // 2, :] = False  # a fully masked row: uniform average, no bias gradient
+    return v, b, g, dout, mask
+
+
+def run(fn, v, b, g, dout, mask, dtype):
+    """Output and (dv, dbias, dg) of ``fn`` with inputs cast to ``dtype``."""
+    ins = [x.detach().to(dtype).requires_grad_() for x in (v, b, g)]
+    out = fn(*ins, mask)
+    grads = torch.autograd.grad(out, ins, dout.to(dtype))
+    return [out.detach()] + [x.detach() for x in grads]
+
+
+def assert_close_as_trifast(kernel, ref_same, ref64, dtype, what):
+    names = ("out", "dv", "dbias", "dg")
+    for name, k, r, r64 in zip(names, kernel, ref_same, ref64):
+        assert k.shape == r64.shape, (what, name)
+        k, r = k.double(), r.double()
+        assert torch.isfinite(k).all(), f"{what} {name}: non-finite values (unwritten or overflow)"
+        scale = max(r64.abs().max().item(), 1e-30)
+        err, ref_err = (k - r64).abs().max().item(), (r - r64).abs().max().item()
+        bound = 3 * ref_err + EPS[dtype] * scale
+        assert err <= bound, f"{what} {name}: max abs error {err:.3e} > {bound:.3e} (eager {ref_err:.3e})"
+        if r64.norm() > 0:
+            cos = torch.nn.functional.cosine_similarity(k.flatten(), r64.flatten(), dim=0).item()
+            assert cos >= 0.999, f"{what} {name}: cosine similarity {cos:.6f}"
+
+
+def check(shape, dtype, masked, p_mode="auto", precision="ieee"):
+    v, b, g, dout, mask = make_inputs(shape, dtype, masked)
+    originals = [x.clone() for x in (v, b, g, dout)] + ([mask.clone()] if masked else [])
+
+    def fused(v_, b_, g_, m_):
+        return msa_pair_weighted_averaging(v_, b_, g_, m_, p_mode=p_mode, precision=precision)
+
+    kernel = run(fused, v, b, g, dout, mask, dtype)
+    ref_same = run(msa_pwa_reference, v, b, g, dout, mask, dtype)
+    ref64 = run(msa_pwa_reference, v, b, g, dout, mask, torch.float64)
+    assert_close_as_trifast(kernel, ref_same, ref64, dtype, f"{shape} {dtype} mask={masked} {p_mode}")
+    for before, after in zip(originals, [v, b, g, dout] + ([mask] if masked else [])):
+        assert torch.equal(before, after), "an input was modified"
+
+
+@pytest.mark.parametrize("shape", SMALL, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_matches_float64_reference(shape, dtype, masked):
+    # Alternate the two ways of handling P so both code paths meet every kind of shape.
+    p_mode = "recompute" if (SMALL.index(shape) + masked) % 2 else "stored"
+    check(shape, dtype, masked, p_mode=p_mode)
+
+
+@pytest.mark.parametrize("p_mode", ["stored", "recompute"])
+def test_fp16(p_mode):
+    check((1, 3, 21, 2, 6), torch.float16, True, p_mode=p_mode)
+
+
+@pytest.mark.skipif(not CUDA, reason="large shapes run only compiled, on a CUDA GPU")
+@pytest.mark.parametrize("shape", LARGE, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("p_mode", ["stored", "recompute"])
+def test_large_on_gpu(shape, dtype, masked, p_mode):
+    check(shape, dtype, masked, p_mode=p_mode)
+
+
+@pytest.mark.skipif(not CUDA, reason="tensor-core precisions exist only on a GPU")
+@pytest.mark.parametrize("precision", ["tf32x3", "tf32"])
+def test_fp32_tensor_core_precisions(precision):
+    """TF32 paths are judged against float64 with a looser bar: tf32 has a 10-bit mantissa."""
+    v, b, g, dout, mask = make_inputs((1, 64, 200, 4, 8), torch.float32, False)
+    out = msa_pair_weighted_averaging(v, b, g, precision=precision)
+    ref = msa_pwa_reference(v.double(), b.double(), g.double())
+    rel = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+    assert rel < (1e-5 if precision == "tf32x3" else 5e-3), rel
+
+
+def test_mask_broadcasts_and_matches_ligo_additive_mask():
+    """A [R, R] mask broadcasts over B, and equals Ligo's ``b + 1e8 * (mask - 1)`` in fp32."""
+    shape = (2, 3, 18, 2, 5)
+    v, b, g, _, mask = make_inputs(shape, torch.float32, True)
+    pair = mask[0]
+    ours = msa_pair_weighted_averaging(v, b, g, pair)
+    ligo = msa_pair_weighted_averaging(v, b + 1e8 * (pair.float() - 1)[None, :, :, None], g)
+    torch.testing.assert_close(ours, ligo, rtol=1e-5, atol=1e-5)
+    as_float = msa_pair_weighted_averaging(v, b, g, pair[None].float())
+    torch.testing.assert_close(ours, as_float, rtol=0, atol=0)
+
+
+def test_module_is_a_drop_in_for_ligo_call():
+    """Same call as Ligo's ``MSAWeightedAveragingFused(v, b, g)``: [B,S,R,H,C], [B,R,R,H] -> [B,S,R,H*C]."""
+    v, b, g, _, _ = make_inputs((1, 2, 9, 3, 4), torch.float32, False)
+    out = MSAWeightedAveragingFused()(v, b, g)
+    assert out.shape == (1, 2, 9, 12)
+    torch.testing.assert_close(out, msa_pwa_reference(v, b, g), rtol=1e-5, atol=1e-6)
+
+
+def test_only_requested_gradients():
+    v, b, g, dout, _ = make_inputs((1, 2, 9, 2, 3), torch.float32, False)
+    b.requires_grad_()
+    out = msa_pair_weighted_averaging(v, b, g)
+    (db,) = torch.autograd.grad(out, (b,), dout)
+    b64 = b.detach().double().requires_grad_()
+    (db64,) = torch.autograd.grad(msa_pwa_reference(v.double(), b64, g.double()), (b64,), dout.double())
+    torch.testing.assert_close(db.double(), db64, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["bias_shape", "dtype_mix", "rank"])
+def test_rejects_bad_inputs(bad):
+    v, b, g, _, _ = make_inputs((1, 2, 5, 2, 3), torch.float32, False)
+    if bad == "bias_shape":
+        b = b[:, :4]
+    elif bad == "dtype_mix":
+        b = b.to(torch.bfloat16)
+    else:
+        v, g = v[0], g[0]
+    with pytest.raises(ValueError):
+        msa_pair_weighted_averaging(v, b, g)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU with about 10 GB free")
+def test_int64_offsets_on_gpu():
+    """B*R*R*H > 2**31: bias and dbias offsets overflow int32 unless computed in int64."""
+    B, S, R, H, C = 1, 1, 16400, 8, 4
+    if torch.cuda.get_device_properties(0).total_memory < 40e9:
+        pytest.skip("needs a GPU with at least 40 GB")
+    v, b, g, dout, _ = make_inputs((B, S, R, H, C), torch.bfloat16, False)
+    assert B * R * R * H > 2**31
+    ins = [x.requires_grad_() for x in (v, b, g)]
+    out = msa_pair_weighted_averaging(*ins, p_mode="recompute")
+    dv, db, dg = torch.autograd.grad(out, ins, dout)
+    rows = slice(R - 40, R)  # the last rows sit past 2**31 elements into the bias
+    b64 = b.detach()[:, rows].double().requires_grad_()
+    w = torch.softmax(b64, dim=2)
+    y = torch.einsum("bijh,bsjhc->bsihc", w, v.detach().double())
+    ref = (torch.sigmoid(g.detach()[:, :, rows].double()) * y).reshape(B, S, -1, H * C)
+    (db_ref,) = torch.autograd.grad(ref, (b64,), dout[:, :, rows].double())
+    assert (out[:, :, rows].double() - ref).abs().max().item() < 2e-2
+    assert (db[:, rows].double() - db_ref).abs().max().item() < 2e-2 * max(db_ref.abs().max().item(), 1e-3)

@@ -1,0 +1,72 @@
+"""What a run leaves behind: per-pass JSONL, the summary, metadata, plots; and Ctrl-C keeps it all."""
+import csv
+import json
+import signal
+import statistics
+import time
+
+PASS_FIELDS = {"plugin", "settings", "pass_index", "start_ts", "elapsed_ms", "compile_ms", "device", "gpu_name",
+               "seq_len", "mode", "notes", "ok", "error", "preset", "engine_source_version", "env", "worker_pid"}
+
+
+def test_rows_summary_and_meta(af3, tmp_path):
+    out = tmp_path / "run"
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,24", "--passes", "5",
+                   "--set", "work_ms=2", "--notes", "nightly", "--out", str(out), "--plain")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (out / "testplugin.jsonl").read_text().splitlines()]
+    assert len(rows) == 10
+    assert PASS_FIELDS <= set(rows[0])
+    assert [r["pass_index"] for r in rows] == [0, 1, 2, 3, 4] * 2
+    assert all(r["ok"] and r["elapsed_ms"] >= 2.0 and r["notes"] == "nightly" for r in rows)
+    assert rows[0]["settings"]["work_ms"] == 2.0 and rows[0]["engine_source_version"] == "test-1"
+    assert rows[0]["env"]["AF3_TESTPLUGIN_ENV"] == "from-plugin"  # the plugin's environment reached the worker
+    assert rows[0]["info"]["env_seen"] == "from-plugin"
+
+    with open(out / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert [int(s["seq_len"]) for s in summary] == [8, 24]
+    for s in summary:
+        times = [r["elapsed_ms"] for r in rows if r["seq_len"] == int(s["seq_len"])]
+        assert float(s["median_ms"]) == statistics.median(times)
+        assert float(s["min_ms"]) == min(times)
+        assert float(s["min_ms"]) <= float(s["p95_ms"]) <= max(times)
+        assert s["n_ok"] == "5" and s["n_failed"] == "0" and s["status"] == "ok"
+        assert float(s["compile_ms"]) > 0 and int(s["worker_peak_rss_bytes"]) > 10 * 2**20
+        assert s["python"] and s["af3bench_version"] and s["host"]
+
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["command_line"][1:4] == ["bench", "--plugin", "testplugin"]
+    assert meta["n_cases"] == 2 and meta["n_failed"] == 0 and meta["interrupted"] is False
+    assert "libraries" in meta and "env" in meta
+
+    assert (out / "time_vs_seq_len.png").stat().st_size > 1000  # more than one size: plotted automatically
+    assert (out / "memory_vs_seq_len.png").stat().st_size > 1000
+
+
+def test_plot_command_rewrites_plots(af3, tmp_path):
+    out = tmp_path / "run"
+    af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16", "--passes", "1",
+            "--out", str(out), "--no-plot")
+    assert not (out / "time_vs_seq_len.png").exists()
+    proc = af3.run("plot", str(out))
+    assert proc.returncode == 0 and (out / "time_vs_seq_len.png").exists()
+
+
+def test_ctrl_c_keeps_rows_writes_summary_and_exits_130(af3, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = af3.popen("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16", "--passes", "500",
+                     "--set", "work_ms=20", "--out", str(out), "--plain")
+    jsonl = out / "testplugin.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert sum(r["ok"] for r in rows) >= 3
+    with open(out / "summary.csv") as f:
+        [case] = list(csv.DictReader(f))  # the second size never started
+    assert case["status"] == "interrupted" and int(case["n_ok"]) >= 3
+    assert json.loads((out / "meta.json").read_text())["interrupted"] is True
