@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Set up af3-bench in a project virtual environment (.venv), once; later calls return at once
+# unless a pyproject or requirements file changed. Safe to run again.
+#   AF3_PYTHON      interpreter for the venv (default: python3)
+#   AF3_TORCH_SPEC  torch requirement (default torch==2.13.0; e.g. "torch" for the newest CUDA build)
+#   AF3_JAX_SPEC    jax requirement (default jax; e.g. "jax[cuda13]" on an NVIDIA machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${AF3_VENV:-$ROOT/.venv}
+PY=${AF3_PYTHON:-python3}
+TORCH_SPEC=${AF3_TORCH_SPEC:-torch==2.13.0}
+JAX_SPEC=${AF3_JAX_SPEC:-jax}
+
+stamp_inputs() {
+  cat pyproject.toml plugins/*/pyproject.toml scripts/requirements.txt scripts/setup.sh
+  echo "$TORCH_SPEC $JAX_SPEC"
+}
+STAMP="$VENV/.af3-setup-$(stamp_inputs | sha1sum | cut -c1-12)"
+if [ -f "$STAMP" ]; then
+  exit 0
+fi
+
+echo "af3-bench setup: virtual environment in $VENV" >&2
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install --quiet --upgrade pip setuptools wheel
+# torch first and pinned: later requirements that merely name torch are then already satisfied.
+"${PIP[@]}" install --quiet "$TORCH_SPEC"
+"${PIP[@]}" install --quiet "$JAX_SPEC" -r scripts/requirements.txt
+"${PIP[@]}" install --quiet --no-build-isolation -e . -e plugins/af3_kernels -e plugins/af3_ligo -e plugins/af3_deepmind
+
+# Engine sources are not on the package index: clone them at the pinned commits when GitHub answers.
+clone() {  # dir url commit
+  local dir=$1 url=$2 commit=$3
+  [ -d "$dir" ] && return 0
+  if timeout 20 git ls-remote "$url" HEAD >/dev/null 2>&1; then
+    git clone --quiet --filter=blob:none "$url" "$dir" && git -C "$dir" checkout --quiet "$commit" \
+      || echo "af3-bench setup: could not clone $url; see README 'Engine sources'" >&2
+  else
+    echo "af3-bench setup: $url is not reachable; to run that engine, clone it at $commit into $dir" \
+         "(or point the plugin's *_SRC variable at a checkout): see README 'Engine sources'" >&2
+  fi
+}
+clone third_party/alphafold3_deepmind https://github.com/google-deepmind/alphafold3 c0f97ed
+clone third_party/alphafold3_ligo https://github.com/Ligo-Biosciences/AlphaFold3 621531e
+
+rm -f "$VENV"/.af3-setup-*
+touch "$STAMP"
+echo "af3-bench setup: done" >&2
