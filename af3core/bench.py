@@ -42,15 +42,15 @@ def run_plan(plan: Plan, out_dir: Path, timeout_s: float | None, view, command_l
     results.write_meta(out_dir, meta)  # written first: a crashed run still says what it was
     writer = results.ResultWriter(out_dir, run_id, host, source_versions)
     outcome = RunOutcome([])
-    oom_groups: set[str] = set()
+    stopped_groups: set[str] = set()
     fits: dict[str, int | None] = {}
     for name, reason in plan.skipped:
         view.skipped(name, reason)
     view.start()
     try:
         for planned in plan.cases:
-            if plan.until_oom and planned.group in oom_groups:
-                continue  # this setting already ran out of memory at a smaller size
+            if plan.until_oom and planned.group in stopped_groups:
+                continue  # this setting already failed (out of memory, or otherwise) at a smaller size
             result = run_case(planned, out_dir / "logs", timeout_s, on_row=lambda r, row: (writer.write(r, row),
                                                                                              view.row(r, row)),
                               on_update=view.update)
@@ -59,11 +59,12 @@ def run_plan(plan: Plan, out_dir: Path, timeout_s: float | None, view, command_l
             if result.status == "interrupted":
                 raise KeyboardInterrupt
             if plan.until_oom:
-                if result.status == "oom":
-                    oom_groups.add(planned.group)
-                    outcome.largest_fit[planned.group] = fits.get(planned.group)
-                elif result.status == "ok":
+                if result.status == "ok":
                     fits[planned.group] = planned.case.seq_len
+                else:  # larger sizes would fail too; only an OOM answers "largest that fits"
+                    stopped_groups.add(planned.group)
+                    if result.status == "oom":
+                        outcome.largest_fit[planned.group] = fits.get(planned.group)
     except KeyboardInterrupt:
         outcome.interrupted = True
         # a case cut short by Ctrl-C is already in outcome.results with its row written

@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help=f"wall-clock limit per case (default {DEFAULT_TIMEOUT_S:g})")
     b.add_argument("--until-oom", action="store_true",
-                   help="grow --seq-len (a range; START::STEP is open-ended) per setting until the case runs out "
-                        "of memory, and record the largest size that fits")
+                   help="grow --seq-len (a range; START::STEP is open-ended) per setting until a case fails; "
+                        "when it ran out of memory, record the largest size that fitted")
     b.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
     b.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     b.add_argument("--no-plot", action="store_true", help="do not write plots at the end")

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Every GPU check in one script, for a machine with an NVIDIA GPU and no network:
+#   bash scripts/gpu_suite.sh [SECTION...]     sections: tests harness kernels sweeps deepmind ligo (default: all)
+# Needs: python3 with torch, triton, jax (CUDA); for the DeepMind engine, its extra wheels in .whl/
+# (see docs/DEEPMIND.md); the engine sources in third_party/. Writes everything under $OUT
+# (default ./gpu_out): results.tar.gz (every af3 output folder and log) and table.txt, which is
+# also printed last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu_out}
+RUNS=$OUT/runs
+SITE=${AF3_SITE:-/tmp/af3-site}
+mkdir -p "$RUNS"
+SECTIONS=${*:-tests harness kernels sweeps deepmind ligo}
+export PYTHONUNBUFFERED=1 TRITON_ALLOW_NON_CONSTEXPR_GLOBALS=1
+
+log() { echo "=== $(date +%H:%M:%S) $*"; }
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+# --- install: carried wheels, then the four distributions (real dist-info: entry points work)
+if [ ! -d "$SITE/af3core" ]; then
+  log install
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl || exit 1
+  fi
+  python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" \
+    . plugins/af3_kernels plugins/af3_ligo plugins/af3_deepmind || exit 1
+fi
+export PYTHONPATH=$SITE
+AF3=(python3 -m af3core)
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+"${AF3[@]}" plugins
+
+bench() {  # name, af3 bench arguments...
+  local name=$1; shift
+  log "af3 bench $*"
+  "${AF3[@]}" bench --out "$RUNS/$name" --force --plain "$@" 2>&1 | tail -n 40
+}
+
+if has tests; then
+  log "pytest (CUDA)"
+  python3 -m pytest -q -rs -x tests 2>&1 | tail -n 25
+fi
+
+if has harness; then
+  log "harness overhead"
+  python3 scripts/harness_overhead.py --cuda --passes 3000 --out "$RUNS/harness_overhead.json"
+fi
+
+if has kernels; then
+  log "kernel side-by-side table"
+  python3 plugins/af3_kernels/bench/bench_msa_pwa.py 2>&1 | tee "$RUNS/bench_msa_pwa.txt" | tail -n 40
+  for impl in fused torch compile; do
+    for shape in "128 384 8" "128 384 32" "128 768 32" "512 768 8"; do
+      set -- $shape
+      bench "k-fwd-bf16-$impl-S$1-R$2-C$3" --plugin kernels --mode fwd --seq-len "$2" \
+        --set impl=$impl --set dtype=bf16 --set S=$1 --set C=$3 --passes 3
+    done
+  done
+  for impl in fused torch compile seed; do
+    for mode in fwd fwdbwd; do
+      bench "k-$mode-fp32-$impl" --plugin kernels --mode $mode --seq-len 384 --set impl=$impl \
+        --set dtype=fp32 --set S=128 --set C=8 --passes 3
+    done
+  done
+fi
+
+if has sweeps; then
+  # Largest R that fits, forward+backward fp32 (S=128, H=8, C=8): coarse steps, then 128 past the last fit.
+  for impl in fused torch; do
+    bench "sweep-coarse-$impl" --plugin kernels --mode fwdbwd --seq-len 4096::4096 --until-oom \
+      --set impl=$impl --set dtype=fp32 --set reps=2 --set check=false --passes 1 --no-plot
+  done
+  # The seed kernel's time and memory against R (it is slow: a few sizes only).
+  for mode in fwd bwd; do
+    bench "seed-$mode-vs-R" --plugin kernels --mode $mode --seq-len 256:1280:256 --set impl=seed \
+      --set dtype=fp32 --set reps=5 --set check=false --passes 1 --timeout 120
+  done
+fi
+
+if has deepmind; then
+  bash plugins/af3_deepmind/scripts/gpu_runs.sh "$RUNS" 2>&1 | tail -n 60
+fi
+
+if has ligo; then
+  bash plugins/af3_ligo/scripts/gpu_runs.sh "$RUNS" 2>&1 | tail -n 60
+fi
+
+log "archive"
+tar -czf "$OUT/results.tar.gz" -C "$OUT" runs
+python3 scripts/summarize.py "$RUNS" > "$OUT/table.txt"
+[ -f "$RUNS/harness_overhead.json" ] && cat "$RUNS/harness_overhead.json"
+cat "$OUT/table.txt"
