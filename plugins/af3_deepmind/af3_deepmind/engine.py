@@ -1,0 +1,170 @@
+"""Build one DeepMind AF3 graph ready to compile: source import, stand-ins, batch, parameters.
+
+Shared by the af3-bench runner and ``scripts/standalone_timing.py``, so both time the same graph.
+Heavy imports (jax, haiku, alphafold3) happen inside :func:`build` only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping
+
+from af3_deepmind import source as source_mod
+from af3_deepmind.settings import CPU_ATTENTION, resolve_attention
+
+#: Environment variables that change memory figures or compilation; recorded with every result.
+RECORDED_ENV = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_CLIENT_MEM_FRACTION", "XLA_FLAGS", "TF_GPU_ALLOCATOR")
+
+
+class BuildError(Exception):
+    """A problem the user can fix (missing source, setting unusable on this device)."""
+
+
+@dataclasses.dataclass
+class Built:
+    forward: Any  # hk.Transformed of the model for this mode
+    params: Any  # on the device
+    batch: dict  # on the device
+    key: Any  # the model's RNG key (fixed: every pass runs the same work)
+    device: Any
+    facts: dict[str, Any]
+
+
+def apply_memory_env(preallocate: bool) -> None:
+    """Must run before JAX creates its GPU client (it reads the variable once)."""
+    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true" if preallocate else "false"
+
+
+def import_source() -> tuple[source_mod.Source, dict[str, str], dict[str, Any]]:
+    """Locate and import DeepMind's package with stand-ins only where modules are absent."""
+    try:
+        src = source_mod.locate()
+    except source_mod.SourceNotFound as exc:
+        raise BuildError(str(exc)) from None
+    if src.path is not None and str(src.path) not in sys.path:
+        sys.path.insert(0, str(src.path))
+    from af3_deepmind import compat, standins
+
+    import alphafold3  # noqa: F401 - the real package must import before stand-ins go under it
+
+    report = standins.install()
+    fixes = {"absl_flags_initialised": compat.init_absl_flags(), "pallas_dot_patched": compat.patch_pallas_dot()}
+    return src, report, fixes
+
+
+def jax_device(device_type: str):
+    import jax
+
+    platform = "gpu" if device_type == "cuda" else device_type
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as exc:
+        raise BuildError(
+            f"JAX has no {device_type} backend here ({exc}); install jax with CUDA support (jax[cuda12])"
+        ) from None
+    return devices[0]
+
+
+def build(mode: str, tokens: int, settings: Mapping[str, Any], device_type: str) -> Built:
+    from af3_deepmind.batch import ATOMS_PER_TOKEN, BatchSpec, make_batch
+
+    src, standin_report, fixes = import_source()
+    attention = resolve_attention(settings["attention"], device_type)
+    if device_type == "cpu" and attention not in CPU_ATTENTION:
+        raise BuildError(f"attention={attention} needs a GPU; on a CPU use one of {', '.join(CPU_ATTENTION)}")
+
+    import jax
+    import jaxlib
+
+    from af3_deepmind import model as model_mod
+
+    device = jax_device(device_type)
+    seed = int(settings["seed"])
+    t0 = time.perf_counter()
+    spec = BatchSpec(
+        num_tokens=tokens,
+        msa_pad_rows=int(settings["msa_pad_rows"]),
+        msa_depth=int(settings["msa_pad_rows"]),  # a full alignment: the pipeline pads to this anyway
+        templates=int(settings["templates"]),
+        seed=seed,
+    )
+    host_batch = make_batch(spec)
+    t1 = time.perf_counter()
+    config = model_mod.make_config(mode, settings, attention)
+    forward = model_mod.transformed(mode, config)
+    host_params = model_mod.random_params(forward, host_batch, seed=seed)
+    t2 = time.perf_counter()
+    # Inputs live on the device before anything is timed: a pass never includes host transfers.
+    params = jax.device_put(host_params, device)
+    batch = jax.device_put(host_batch, device)
+    key = jax.device_put(jax.random.PRNGKey(seed), device)
+    jax.block_until_ready((params, batch, key))
+
+    standins_used = sorted(name for name, how in standin_report.items() if how != "real")
+    facts: dict[str, Any] = {
+        "engine_source_version": src.version,
+        "engine_source": str(src.path) if src.path is not None else src.origin,
+        "engine_source_origin": src.origin,
+        "n_params": model_mod.count_params(host_params),
+        "param_dtypes": model_mod.dtype_summary(host_params),
+        "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        "backend": device.platform,
+        "device_kind": device.device_kind,
+        "attention": attention,
+        "glu": "tokamax auto (triton, else xla)" if device.platform == "gpu" else "xla",
+        "bf16": bool(settings["bf16"]),
+        "recycles": int(settings["recycles"]),
+        "diffusion_steps": int(settings["diffusion_steps"]) if mode != "trunk" else None,
+        "samples": int(settings["samples"]) if mode != "trunk" else None,
+        "msa_rows": int(settings["msa_rows"]),
+        "msa_pad_rows": spec.msa_pad_rows,
+        "templates": spec.templates,
+        "atoms_per_token": ATOMS_PER_TOKEN,
+        "num_atoms": spec.num_atoms,
+        "pair_transition_shard_spec": str(settings["pair_transition_shard_spec"]),
+        "toy_depths": ",".join(f"{k}={v}" for k, v in model_mod.TOY_DEPTHS.items()) if mode == "toy" else None,
+        "standins": ",".join(standins_used) or "none",
+        "pallas_dot_patched": fixes["pallas_dot_patched"],
+        "batch_ms": (t1 - t0) * 1e3,
+        "params_ms": (t2 - t1) * 1e3,
+    }
+    for name in RECORDED_ENV:
+        facts[f"env_{name}"] = os.environ.get(name)
+    return Built(forward, params, batch, key, device, facts)
+
+
+def with_finite_flag(apply: Callable) -> Callable:
+    """``apply`` that also returns one bool: every floating output is finite.
+
+    The reduction is fused into the compiled program, so checking costs one read of the outputs
+    on the device instead of copying them (a 1024-token pair tensor is 512 MB) to the host.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def run(params, key, batch):
+        out = apply(params, key, batch)
+        checks = [
+            jnp.all(jnp.isfinite(x))
+            for x in jax.tree_util.tree_leaves(out)
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+        ]
+        return out, jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
+
+    return run
+
+
+def nonfinite_leaves(out) -> list[str]:
+    """Names of the outputs holding NaN or Inf (only computed after a failed check)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    bad = []
+    for path, x in jax.tree_util.tree_leaves_with_path(out):
+        if jnp.issubdtype(x.dtype, jnp.inexact) and not np.isfinite(np.asarray(x, np.float32)).all():
+            bad.append(jax.tree_util.keystr(path))
+    return bad
