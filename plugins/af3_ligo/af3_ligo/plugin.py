@@ -8,6 +8,7 @@ from af3core import ENGINE, Availability, Plugin, Setting, hookimpl
 
 from af3_ligo import config as ligo_config
 from af3_ligo import source
+from af3_ligo.presets import DEFAULTS, PRESETS
 
 MSA_IMPLS = ("torch", "seed", "fused")
 DTYPES = ("fp32", "bf16")
@@ -15,41 +16,18 @@ DTYPES = ("fp32", "bf16")
 # Defaults are the paper's inference setting: the yaml's widths and depths as they are, plus the
 # loop counts the model's forward and the paper use (4 trunk cycles, 512 MSA rows, 200 steps, 1 sample).
 SETTINGS = {
-    "msa_impl": Setting("torch", "MSA pair-weighted averaging: torch (softmax+einsum), seed (the repo's "
+    "msa_impl": Setting(DEFAULTS["msa_impl"], "MSA pair-weighted averaging: torch (softmax+einsum), seed (the repo's "
                                  "Triton kernel, CUDA fp32), fused (af3_kernels)", MSA_IMPLS),
-    "dtype": Setting("fp32", "fp32, or bf16 = autocast with fp32 weights (the repo's bf16-mixed)", DTYPES),
-    "msa_rows": Setting(512, "MSA rows (sequences) fed to the MSA module"),
-    "cycles": Setting(4, "trunk cycles (recycling iterations; the batch's trailing dimension)"),
-    "diffusion_steps": Setting(200, "diffusion sampling steps in full mode (the forward hard-codes 200)"),
-    "samples": Setting(1, "diffusion samples per trunk in full mode (the forward hard-codes 1)"),
-    "weights": Setting("repo", "repo: the model's own initialisation; random: every parameter re-randomised "
+    "dtype": Setting(DEFAULTS["dtype"], "fp32, or bf16 = autocast with fp32 weights (the repo's bf16-mixed)", DTYPES),
+    "msa_rows": Setting(DEFAULTS["msa_rows"], "MSA rows (sequences) fed to the MSA module"),
+    "cycles": Setting(DEFAULTS["cycles"], "trunk cycles (recycling iterations; the batch's trailing dimension)"),
+    "diffusion_steps": Setting(DEFAULTS["diffusion_steps"],
+                               "diffusion sampling steps in full mode (the forward hard-codes 200)"),
+    "samples": Setting(DEFAULTS["samples"], "diffusion samples per trunk in full mode (the forward hard-codes 1)"),
+    "weights": Setting(DEFAULTS["weights"], "repo: the model's own initialisation; random: every parameter re-randomised "
                                "(no zero-initialised branches)", ("repo", "random")),
-    "seed": Setting(0, "seed of the parameters and the synthetic batch"),
+    "seed": Setting(DEFAULTS["seed"], "seed of the parameters and the synthetic batch"),
 }
-
-# Reduced widths and depths, quick on a CPU; every yaml key is reachable as config.<path>.
-SMALL = {
-    "msa_rows": 16,
-    "cycles": 2,
-    "diffusion_steps": 10,
-    "samples": 1,
-    "config.c_token": 64,
-    "config.c_pair": 32,
-    "config.c_atom": 32,
-    "config.c_atompair": 8,
-    "config.c_hidden_tri_mul": 32,
-    "config.no_heads_single_attn": 4,
-    "config.msa_module.no_blocks": 1,
-    "config.msa_module.c_msa": 16,
-    "config.pairformer_stack.no_blocks": 2,
-    "config.diffusion_module.token_transformer_blocks": 2,
-    "config.diffusion_module.token_transformer_heads": 4,
-    "config.diffusion_module.atom_encoder_blocks": 1,
-    "config.diffusion_module.atom_encoder_heads": 4,
-    "config.diffusion_module.atom_decoder_blocks": 1,
-    "config.diffusion_module.atom_decoder_heads": 4,
-}
-PRESETS = {"small": SMALL, "paper": {}}
 
 
 def check() -> Availability:

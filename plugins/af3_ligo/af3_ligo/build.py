@@ -1,0 +1,97 @@
+"""From resolved settings to a ready model and batch: what the runner and the standalone script share.
+
+No af3core import here, so ``scripts/standalone_timing.py`` builds exactly the runner's graph
+without any of the harness. Errors are plain exceptions; the runner turns them into CaseError.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from af3_ligo import config as ligo_config
+from af3_ligo import source
+
+DEEPSPEED_KEY = "config.globals.use_deepspeed_evo_attention"
+
+
+class BuildError(Exception):
+    """A setting this machine or this source cannot honour (the runner reports it as a CaseError)."""
+
+
+@dataclass
+class Built:
+    model: Any
+    batch: dict
+    capture: Any  # engine.TrunkCapture in trunk mode, else None
+    facts: dict[str, Any]
+
+
+def model_config(src: source.Source, settings: Mapping[str, Any]) -> ligo_config.AttrDict:
+    overrides = {k: v for k, v in settings.items() if k.startswith(ligo_config.PREFIX)}
+    have_deepspeed = importlib.util.find_spec("deepspeed") is not None
+    # The yaml turns DeepSpeed's Evoformer attention on; it raises without DeepSpeed installed.
+    overrides.setdefault(DEEPSPEED_KEY, have_deepspeed)
+    if ligo_config.parse_value(str(overrides[DEEPSPEED_KEY]).lower()) is True and not have_deepspeed:
+        raise BuildError(f"{DEEPSPEED_KEY}=true needs DeepSpeed, which is not installed")
+    try:
+        return ligo_config.build_config(src.config_file, overrides)
+    except (KeyError, ValueError) as exc:
+        raise BuildError(f"model config: {exc}") from None
+
+
+def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) -> Built:
+    """Build the model and synthetic batch for one case. ``settings`` holds every plugin setting."""
+    src = source.locate()  # SourceNotFound carries the fix
+    cfg = model_config(src, settings)
+    impl = settings["msa_impl"]
+    if impl == "seed":
+        # The repo's kernel declares a plain global (INF) that Triton >= 3.6 rejects at compile
+        # time unless this is set; it must be in the environment before the kernel compiles.
+        os.environ["TRITON_ALLOW_NON_CONSTEXPR_GLOBALS"] = "1"
+
+    import torch
+    import torch._dynamo  # noqa: F401 - the repo's unconditional checkpoint() imports it lazily (seconds) on the first pass
+
+    from af3_ligo import engine, ligo_import, msa
+
+    try:
+        model_module = ligo_import.import_model(src.root)
+    except ligo_import.LigoImportError as exc:
+        raise BuildError(str(exc)) from None
+    if impl == "seed" and not ligo_import.seed_kernel_available():
+        raise BuildError("msa_impl=seed needs triton (pip install triton)")
+
+    seed = int(settings["seed"])
+    torch.manual_seed(seed)
+    model = engine.build_model(model_module, cfg, device)
+    if settings["weights"] == "random":
+        engine.rerandomise_(model, seed=seed)
+    try:
+        msa_facts = msa.install(model, impl)
+    except msa.FusedUnavailable as exc:
+        raise BuildError(str(exc)) from None
+    capture = engine.configure_mode(model, mode, int(settings["diffusion_steps"]), int(settings["samples"]))
+    cycles = 1 if mode == "toy" else int(settings["cycles"])
+    batch = engine.synthetic_batch(n_tokens, int(settings["msa_rows"]), cycles, device, seed=seed)
+
+    facts: dict[str, Any] = {
+        "engine_source_version": src.version,
+        "engine_source": str(src.root),
+        "n_params": engine.n_params(model),
+        "dtype": settings["dtype"],
+        "weights": settings["weights"],
+        "msa_rows": int(settings["msa_rows"]),
+        "cycles": cycles,
+        # what the sampler actually ran (0: trunk mode samples nothing)
+        "diffusion_steps": {"full": int(settings["diffusion_steps"]), "toy": 2}.get(mode, 0),
+        "samples": {"full": int(settings["samples"]), "toy": 1}.get(mode, 0),
+        "n_atoms": n_tokens * engine.ATOMS_PER_TOKEN,
+        "torch_version": torch.__version__,
+        **msa_facts,
+        **ligo_config.summary(cfg),
+    }
+    if impl == "seed":
+        facts["TRITON_ALLOW_NON_CONSTEXPR_GLOBALS"] = "1"
+    return Built(model, batch, capture, facts)
