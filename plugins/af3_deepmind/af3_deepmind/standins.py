@@ -27,6 +27,11 @@ OFF_PATH_MODULES: dict[str, str] = {
     "alphafold3.constants.chemical_component_sets": (
         "glycan name sets read at import from a pickle generated from the CCD database"
     ),
+    # tokamax imports qwix for its quantised-array type, used on the forward path only in
+    # ``isinstance(x, QArray)`` checks (a stand-in class answers False: nothing is quantised).
+    # qwix needs flax, and no released flax imports under jax 0.11 (flax.nnx uses jax internals
+    # that 0.11 removed), so on a jax 0.11 machine both are left uninstalled.
+    "qwix": "qwix, quantisation library; tokamax only checks isinstance(x, qwix.QArray) on this path",
 }
 
 
