@@ -156,42 +156,61 @@ def _p_tile(
 
 
 @triton.jit
+def _sc_offsets(s0, R, H: tl.constexpr, C: tl.constexpr, S, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Offsets [BLOCK_S, BLOCK_C] of (s, c) within one (b, j, h) and their mask.
+
+    (s, c) is the GEMM's N dimension, kept as a 3-D tile [rows, s, c] so that the C contiguous
+    channels load as vectors (H and C are compile-time constants: alignment is known)."""
+    offs_s = s0 + tl.arange(0, BLOCK_S)
+    offs_c = tl.arange(0, BLOCK_C)
+    off = offs_s.to(tl.int64)[:, None] * R * (H * C) + offs_c[None, :]
+    msk = (offs_s < S)[:, None] & (offs_c < C)[None, :]
+    return off, msk
+
+
+@triton.jit
+def _load_rows(ptr, base, rows, R, off, msk, H: tl.constexpr, C: tl.constexpr,
+               ROWS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """x[row, (s, c)] for a block of residue rows as a 2-D [rows, BLOCK_S*BLOCK_C] GEMM operand."""
+    t = tl.load(ptr + base + rows.to(tl.int64)[:, None, None] * (H * C) + off[None, :, :],
+                mask=(rows < R)[:, None, None] & msk[None, :, :], other=0.0)
+    return tl.reshape(t, (ROWS, BLOCK_S * BLOCK_C))
+
+
+@triton.jit
 def _fwd_kernel(
     v_ptr, g_ptr, out_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
-    S, R, H, C, smb, smi, smj,
+    S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """out[i, n] = sigmoid(g[i, n]) * sum_j P[i, j] v[j, n] for one (b, h), n = (s, c)."""
-    pid_n = tl.program_id(0)
+    """out[i, (s, c)] = sigmoid(g) * sum_j P[i, j] v[j, (s, c)] for one (b, h)."""
+    pid_s = tl.program_id(0)
     pid_i = tl.program_id(1)
     pid_bh = tl.program_id(2).to(tl.int64)
     b = pid_bh // H
     h = pid_bh % H
-    HC = H * C
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = offs_n < S * C
-    col = (offs_n // C).to(tl.int64) * R * HC + offs_n % C  # (s, c) -> offset within batch b
-    base = b * S * R * HC + h * C
+    base = b * S * R * (H * C) + h * C
+    off, msk = _sc_offsets(pid_s * BLOCK_S, R, H, C, S, BLOCK_S, BLOCK_C)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_I, BLOCK_S * BLOCK_C], dtype=tl.float32)
     for j0 in range(0, R, BLOCK_J):
         offs_j = j0 + tl.arange(0, BLOCK_J)
         p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
                     HAS_MASK, P_STORED)
-        vt = tl.load(v_ptr + base + offs_j.to(tl.int64)[:, None] * HC + col[None, :],
-                     mask=(offs_j < R)[:, None] & nmask[None, :], other=0.0)
+        vt = _load_rows(v_ptr, base, offs_j, R, off, msk, H, C, BLOCK_J, BLOCK_S, BLOCK_C)
         acc = _dot(_cast(p, vt.dtype, INTERP), vt, acc, IN_PREC, INTERP)
-    io = base + offs_i.to(tl.int64)[:, None] * HC + col[None, :]
-    iomask = (offs_i < R)[:, None] & nmask[None, :]
+    io = base + offs_i.to(tl.int64)[:, None, None] * (H * C) + off[None, :, :]
+    iomask = (offs_i < R)[:, None, None] & msk[None, :, :]
     gate = tl.sigmoid(tl.load(g_ptr + io, mask=iomask, other=0.0).to(tl.float32))
-    tl.store(out_ptr + io, _cast(acc * gate, out_ptr.dtype.element_ty, INTERP), mask=iomask)
+    y = tl.reshape(acc, (BLOCK_I, BLOCK_S, BLOCK_C))
+    tl.store(out_ptr + io, _cast(y * gate, out_ptr.dtype.element_ty, INTERP), mask=iomask)
 
 
 @triton.jit
 def _bwd_prep_kernel(
     dout_ptr, out_ptr, g_ptr, dy_ptr, dg_ptr, d_ptr,
-    S, R, H, C,
+    S, R, H: tl.constexpr, C: tl.constexpr,
     INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """Elementwise part of the backward for one (b, s) and a block of i, all heads.
@@ -204,8 +223,7 @@ def _bwd_prep_kernel(
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_h = tl.arange(0, BLOCK_H)
     offs_c = tl.arange(0, BLOCK_C)
-    HC = H * C
-    off = (pid_bs * R * HC + offs_i.to(tl.int64)[:, None, None] * HC
+    off = (pid_bs * R * (H * C) + offs_i.to(tl.int64)[:, None, None] * (H * C)
            + offs_h[None, :, None] * C + offs_c[None, None, :])
     msk = (offs_i < R)[:, None, None] & (offs_h < H)[None, :, None] & (offs_c < C)[None, None, :]
     do = tl.load(dout_ptr + off, mask=msk, other=0.0).to(tl.float32)
@@ -221,63 +239,56 @@ def _bwd_prep_kernel(
 @triton.jit
 def _bwd_dv_kernel(
     dy_ptr, dv_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
-    S, R, H, C, smb, smi, smj,
+    S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """dv[j, n] = sum_i P[i, j] dY'[i, n] for one (b, h)."""
-    pid_n = tl.program_id(0)
+    """dv[j, (s, c)] = sum_i P[i, j] dY'[i, (s, c)] for one (b, h)."""
+    pid_s = tl.program_id(0)
     pid_j = tl.program_id(1)
     pid_bh = tl.program_id(2).to(tl.int64)
     b = pid_bh // H
     h = pid_bh % H
-    HC = H * C
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = offs_n < S * C
-    col = (offs_n // C).to(tl.int64) * R * HC + offs_n % C
-    base = b * S * R * HC + h * C
+    base = b * S * R * (H * C) + h * C
+    off, msk = _sc_offsets(pid_s * BLOCK_S, R, H, C, S, BLOCK_S, BLOCK_C)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
-    acc = tl.zeros([BLOCK_J, BLOCK_N], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_J, BLOCK_S * BLOCK_C], dtype=tl.float32)
     for i0 in range(0, R, BLOCK_I):
         offs_i = i0 + tl.arange(0, BLOCK_I)
         p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
                     HAS_MASK, P_STORED)
-        dy = tl.load(dy_ptr + base + offs_i.to(tl.int64)[:, None] * HC + col[None, :],
-                     mask=(offs_i < R)[:, None] & nmask[None, :], other=0.0)
+        dy = _load_rows(dy_ptr, base, offs_i, R, off, msk, H, C, BLOCK_I, BLOCK_S, BLOCK_C)
         acc = _dot(tl.trans(_cast(p, dy.dtype, INTERP)), dy, acc, IN_PREC, INTERP)
-    io = base + offs_j.to(tl.int64)[:, None] * HC + col[None, :]
-    tl.store(dv_ptr + io, _cast(acc, dv_ptr.dtype.element_ty, INTERP), mask=(offs_j < R)[:, None] & nmask[None, :])
+    io = base + offs_j.to(tl.int64)[:, None, None] * (H * C) + off[None, :, :]
+    iomask = (offs_j < R)[:, None, None] & msk[None, :, :]
+    dv = tl.reshape(acc, (BLOCK_J, BLOCK_S, BLOCK_C))
+    tl.store(dv_ptr + io, _cast(dv, dv_ptr.dtype.element_ty, INTERP), mask=iomask)
 
 
 @triton.jit
 def _bwd_dbias_kernel(
     dy_ptr, v_ptr, d_ptr, dbias_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
-    S, R, H, C, smb, smi, smj,
+    S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """dbias[i, j, h] = P[i, j] * (sum_(s,c) dY'[i, n] v[j, n] - D[i]) for one (b, h)."""
+    """dbias[i, j, h] = P[i, j] * (sum_(s,c) dY'[i, (s, c)] v[j, (s, c)] - D[i]) for one (b, h)."""
     pid_j = tl.program_id(0)
     pid_i = tl.program_id(1)
     pid_bh = tl.program_id(2).to(tl.int64)
     b = pid_bh // H
     h = pid_bh % H
-    HC = H * C
-    base = b * S * R * HC + h * C
+    base = b * S * R * (H * C) + h * C
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     imask = offs_i < R
     jmask = offs_j < R
-    rows_i = base + offs_i.to(tl.int64) * HC
-    rows_j = base + offs_j.to(tl.int64) * HC
     acc = tl.zeros([BLOCK_I, BLOCK_J], dtype=tl.float32)
-    for n0 in range(0, S * C, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        nmask = offs_n < S * C
-        col = (offs_n // C).to(tl.int64) * R * HC + offs_n % C
-        dy = tl.load(dy_ptr + rows_i[:, None] + col[None, :], mask=imask[:, None] & nmask[None, :], other=0.0)
-        vt = tl.load(v_ptr + rows_j[None, :] + col[:, None], mask=nmask[:, None] & jmask[None, :], other=0.0)
-        acc = _dot(dy, vt, acc, IN_PREC, INTERP)
+    for s0 in range(0, S, BLOCK_S):  # the reduction over s stays inside: no S*R*R tensor
+        off, msk = _sc_offsets(s0, R, H, C, S, BLOCK_S, BLOCK_C)
+        dy = _load_rows(dy_ptr, base, offs_i, R, off, msk, H, C, BLOCK_I, BLOCK_S, BLOCK_C)
+        vt = _load_rows(v_ptr, base, offs_j, R, off, msk, H, C, BLOCK_J, BLOCK_S, BLOCK_C)
+        acc = _dot(dy, tl.trans(vt), acc, IN_PREC, INTERP)
     p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
                 HAS_MASK, P_STORED)
     d = tl.load(d_ptr + (b * H + h) * R + offs_i, mask=imask, other=0.0)
@@ -295,22 +306,29 @@ def _bwd_dbias_kernel(
 # Launch configuration
 
 
-def _config(kernel: str, dtype: torch.dtype, precision: str) -> dict:
+def _config(kernel: str, dtype: torch.dtype, precision: str, C: int) -> dict:
+    """Block sizes; BLOCK_N (the (s, c) tile width) becomes BLOCK_S rows of BLOCK_C channels.
+
+    Defaults from a sweep on an H100 (plugins/af3_kernels/bench/bench_msa_pwa.py --tune)."""
     if _interpreting():  # numpy interpreter: the smallest blocks tl.dot accepts keep it fast
         cfg = dict(BLOCK_I=16, BLOCK_J=16, BLOCK_N=16, num_warps=4, num_stages=1)
     elif dtype == torch.float32 and precision == "ieee":  # FMA path: small tiles, fewer registers
         cfg = {
-            "fwd": dict(BLOCK_I=64, BLOCK_J=32, BLOCK_N=64, num_warps=4, num_stages=2),
+            "fwd": dict(BLOCK_I=64, BLOCK_J=16, BLOCK_N=64, num_warps=4, num_stages=3),
             "dv": dict(BLOCK_I=32, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=2),
             "dbias": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=32, num_warps=4, num_stages=2),
         }[kernel]
     else:
         cfg = {
-            "fwd": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=128, num_warps=4, num_stages=3),
+            "fwd": dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=128, num_warps=8, num_stages=3),
             "dv": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=128, num_warps=4, num_stages=3),
-            "dbias": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3),
+            "dbias": dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=32, num_warps=8, num_stages=2),
         }[kernel]
     cfg.update(CONFIG_OVERRIDES.get(kernel, {}))
+    block_c = _pow2(C)
+    cfg["BLOCK_C"] = block_c
+    # tl.dot needs at least 16 columns
+    cfg["BLOCK_S"] = max(cfg.pop("BLOCK_N") // block_c, 1, 16 // block_c)
     return cfg
 
 
@@ -367,11 +385,11 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored):
     B, S, R, H, C = v.shape
     m2, l2, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored)
     out = _new((B, S, R, H * C), v.dtype, v.device)
-    cfg = _config("fwd", v.dtype, precision)
-    grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    cfg = _config("fwd", v.dtype, precision, C)
+    grid = (triton.cdiv(S, cfg["BLOCK_S"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
     _fwd_kernel[grid](
         v, g, out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2, p if stored else m2,
-        S, R, H, C, *mstrides,
+        S, R, *mstrides, H, C,
         HAS_MASK=mask_u8 is not None, P_STORED=stored, IN_PREC=precision, INTERP=_interpreting(), **cfg,
     )
     return out, m2, l2
@@ -398,14 +416,14 @@ def _backward(dout, v, bias, g, out, mask_u8, mstrides, m2, l2, precision, store
     dv = dbias = None
     if need_v:
         dv = _new(v.shape, v.dtype, v.device)
-        cfg = _config("dv", v.dtype, precision)
-        grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
-        _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, H, C, *mstrides, **common, **cfg)
+        cfg = _config("dv", v.dtype, precision, C)
+        grid = (triton.cdiv(S, cfg["BLOCK_S"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
+        _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, **common, **cfg)
     if need_bias:
         dbias = _new(bias.shape, bias.dtype, bias.device)
-        cfg = _config("dbias", v.dtype, precision)
+        cfg = _config("dbias", v.dtype, precision, C)
         grid = (triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
-        _bwd_dbias_kernel[grid](dy, v, d, dbias, bias, mk, m2, l2, pp, S, R, H, C, *mstrides, **common, **cfg)
+        _bwd_dbias_kernel[grid](dy, v, d, dbias, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, **common, **cfg)
     return dv, dbias, dg
 
 
