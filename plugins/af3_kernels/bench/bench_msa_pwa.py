@@ -235,15 +235,18 @@ def memory(args, budget, out, dtype="bf16", S=128, C=8):
         peaks = {n: peak_fwdbwd(fn, dtype, S, R, C) / 2**30 for n, fn in fns.items()}
         print(f"  R={R:6d} " + "  ".join(f"{n} {p:7.3f}" for n, p in peaks.items()), flush=True)
         emit(out, {"section": "memory", "dtype": dtype, "S": S, "R": R, "H": H, "C": C, "peak_gib": peaks})
+    share = budget.left() / len(fns)
     for name, fn in fns.items():  # the largest R (multiple of 128) that fits, by bisection
+        mine = Budget(share)
         lo, hi = 128, 128
-        while fits(fn, dtype, S, hi, C) and budget.left() > 0:
+        while fits(fn, dtype, S, hi, C) and mine.left() > 0:
             lo, hi = hi, hi * 2
-        while hi - lo > 128 and budget.left() > 0:
+        while hi - lo > 128 and mine.left() > 0:
             mid = (lo + hi) // 2 // 128 * 128
             lo, hi = (mid, hi) if fits(fn, dtype, S, mid, C) else (lo, mid)
-        print(f"  largest R that fits, {name}: {lo}", flush=True)
-        emit(out, {"section": "max_r", "impl": name, "dtype": dtype, "S": S, "H": H, "C": C, "max_r": lo,
+        exact = hi - lo <= 128
+        print(f"  largest R that fits, {name}: {lo}" + ("" if exact else f" (at least; search stopped below {hi})"), flush=True)
+        emit(out, {"section": "max_r", "impl": name, "dtype": dtype, "S": S, "H": H, "C": C, "max_r": lo, "exact": exact,
                    "gpu_total_gib": torch.cuda.get_device_properties(0).total_memory / 2**30})
 
 
