@@ -49,7 +49,10 @@ def import_source() -> tuple[source_mod.Source, dict[str, str], dict[str, Any]]:
 
     import alphafold3  # noqa: F401 - the real package must import before stand-ins go under it
 
-    report = standins.install()
+    try:
+        report = standins.install()
+    except standins.BrokenModule as exc:
+        raise BuildError(str(exc)) from None
     fixes = {"absl_flags_initialised": compat.init_absl_flags(), "pallas_dot_patched": compat.patch_pallas_dot()}
     return src, report, fixes
 

@@ -93,6 +93,10 @@ def _version_of(src: Path) -> str:
     return "unknown"
 
 
+def _installed_package() -> bool:
+    return importlib.util.find_spec("alphafold3") is not None
+
+
 def locate() -> Source:
     """Find the source or raise :class:`SourceNotFound` with the reason (and the fix)."""
     env = os.environ.get(ENV_VAR)
@@ -105,7 +109,7 @@ def locate() -> Source:
         src = _src_dir(base / THIRD_PARTY)
         if src is not None:
             return Source(src, "third_party", _version_of(src))
-    if importlib.util.find_spec("alphafold3") is not None:
+    if _installed_package():
         from importlib import metadata
 
         try:

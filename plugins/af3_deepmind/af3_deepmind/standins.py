@@ -7,7 +7,8 @@ in a forward pass over a featurised batch. A user who only wants to benchmark th
 not need the C++ build or the 300 MB CCD, so for each of those modules:
 
 * the real module is imported first, and used whenever it imports (never shadowed);
-* only when that import fails is a stand-in registered in ``sys.modules``;
+* only when the module itself is absent (or, for the CCD name sets, its data file) is a
+  stand-in registered in ``sys.modules``; a present module that fails to import is an error;
 * a stand-in has any attribute (so ``from x import y`` and ``x.Y | None`` annotations work), but
   calling, instantiating or iterating anything from it raises :class:`StandInCalled`, so a
   benchmark can never silently run on fake behaviour.
@@ -37,6 +38,16 @@ OFF_PATH_MODULES: dict[str, str] = {
 
 class StandInCalled(RuntimeError):
     """Code on the benchmarked path used a module that is only a stand-in."""
+
+
+class BrokenModule(ImportError):
+    """An off-path module is installed but fails to import: fix or remove it, no stand-in."""
+
+    def __init__(self, name: str, exc: BaseException):
+        super().__init__(
+            f"{name} is installed but fails to import ({type(exc).__name__}: {exc}); repair it or "
+            f"uninstall it (af3-bench stands in for it only when it is absent)"
+        )
 
 
 class _StandInType(type):
@@ -131,11 +142,22 @@ def install() -> dict[str, str]:
             continue
         try:
             importlib.import_module(name)
-        except (ImportError, OSError) as exc:
-            # ImportError: not installed / not built. OSError: the CCD-derived pickle is missing.
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                # Installed, but one of its own dependencies is missing: a broken install, not an
+                # absent module; standing in for it would hide the real problem.
+                raise BrokenModule(name, exc) from exc
             sys.modules.pop(name, None)
             _register(name)
-            report[name] = f"stand-in ({type(exc).__name__}: {exc})"[:200]
+            report[name] = f"stand-in (not installed: {exc})"
+        except FileNotFoundError as exc:
+            # chemical_component_sets opens a pickle generated from the CCD at import time; a
+            # checkout without the data build lacks it.
+            sys.modules.pop(name, None)
+            _register(name)
+            report[name] = f"stand-in (data file missing: {exc.filename})"
+        except Exception as exc:  # noqa: BLE001 - any other failure of a present module
+            raise BrokenModule(name, exc) from exc
         else:
             report[name] = "real"
     return report

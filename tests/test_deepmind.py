@@ -1,0 +1,293 @@
+"""The DeepMind AF3 plugin: source discovery, stand-ins, settings and the synthetic batch.
+
+Fast tests (no XLA compilation). Those needing DeepMind's source skip when it is absent; the
+engine runs themselves are in test_deepmind_engine.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_DIR = ROOT / "plugins" / "af3_deepmind"
+if importlib.util.find_spec("af3_deepmind") is None:  # not pip-installed: use the checkout
+    sys.path.insert(0, str(PLUGIN_DIR))
+
+from af3_deepmind import source, standins  # noqa: E402
+from af3_deepmind.settings import DEFAULT_SHARD_SPEC, PRESETS, SETTINGS, parse_shard_spec, validate  # noqa: E402
+
+
+def _source_or_none():
+    try:
+        return source.locate()
+    except source.SourceNotFound:
+        return None
+
+
+SRC = _source_or_none()
+JAX_STACK = all(importlib.util.find_spec(m) for m in ("jax", "haiku", "tokamax"))
+needs_source = pytest.mark.skipif(
+    SRC is None or not JAX_STACK,
+    reason="DeepMind's AlphaFold 3 source (third_party/alphafold3_deepmind or AF3_DEEPMIND_SRC) "
+    "or its JAX stack (jax, dm-haiku, tokamax) is not available",
+)
+
+
+def _settings(**overrides):
+    values = {k: s.default for k, s in SETTINGS.items()}
+    values.update(PRESETS["small"])
+    values.update(overrides)
+    return values
+
+
+# --- finding the source -------------------------------------------------------------------------
+
+@pytest.fixture
+def no_source_anywhere(monkeypatch, tmp_path):
+    """No env var, no third_party under cwd or the repo, no installed package."""
+    monkeypatch.delenv(source.ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(source, "_repo_root_of_plugin", lambda: tmp_path)
+    monkeypatch.setattr(source, "_installed_package", lambda: False)
+
+
+def test_missing_source_is_unavailable_with_the_fix(no_source_anywhere):
+    from af3_deepmind import plugin
+
+    availability = plugin.check()
+    assert not availability.ok
+    assert "source was not found" in availability.reason
+    assert "AF3_DEEPMIND_SRC" in availability.fix
+    assert "github.com/google-deepmind/alphafold3" in availability.fix and "c0f97ed" in availability.fix
+
+
+def test_env_var_pointing_nowhere_says_so(monkeypatch, tmp_path):
+    from af3_deepmind import plugin
+
+    monkeypatch.setenv(source.ENV_VAR, str(tmp_path))
+    availability = plugin.check()
+    assert not availability.ok and str(tmp_path) in availability.reason and "AF3_DEEPMIND_SRC" in availability.fix
+
+
+def test_env_var_accepts_a_checkout_or_its_src(monkeypatch, tmp_path):
+    (tmp_path / "src" / "alphafold3" / "model").mkdir(parents=True)
+    (tmp_path / "src" / "alphafold3" / "model" / "model.py").write_text("")
+    (tmp_path / source.COMMIT_FILE).write_text("abc1234\n")
+    for given in (tmp_path, tmp_path / "src"):
+        monkeypatch.setenv(source.ENV_VAR, str(given))
+        found = source.locate()
+        assert found.path == (tmp_path / "src").resolve()
+        assert found.origin == source.ENV_VAR and found.version == "git:abc1234"
+
+
+def test_runner_without_source_raises_a_case_error(no_source_anywhere, monkeypatch):
+    from af3core import Case, CaseError
+    from af3_deepmind.runner import DeepMindRunner
+
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # setup writes it; restore after
+    runner = DeepMindRunner(Case(plugin="deepmind", mode="trunk", seq_len=32, device="cpu", settings=_settings()))
+    with pytest.raises(CaseError, match="AF3_DEEPMIND_SRC"):
+        runner.setup()
+
+
+@pytest.mark.skipif(
+    not any(ep.name == "deepmind" for ep in metadata.entry_points(group="af3bench")),
+    reason="the af3-deepmind distribution is not pip-installed (its entry point is how af3 finds it)",
+)
+def test_bench_without_source_exits_2_with_the_message(tmp_path):
+    env = dict(os.environ, AF3_DEEPMIND_SRC=str(tmp_path / "nowhere"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "af3core", "bench", "--plugin", "deepmind", "--device", "cpu", "--seq-len", "32",
+         "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "AF3_DEEPMIND_SRC" in proc.stderr and "c0f97ed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_registering_imports_neither_jax_nor_the_engine():
+    code = textwrap.dedent(
+        """
+        import sys
+        from af3_deepmind import plugin
+        found = []
+        plugin.register_plugins(found.append)
+        (p,) = found
+        assert p.name == "deepmind" and p.default_preset == "small" and p.default_mode == "trunk"
+        assert p.env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+        p.availability()
+        heavy = [m for m in ("jax", "haiku", "tokamax", "alphafold3", "numpy") if m in sys.modules]
+        print(",".join(heavy))
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGIN_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+# --- stand-ins ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def fake_off_path(monkeypatch, tmp_path):
+    """OFF_PATH_MODULES replaced by: a real stdlib module, an absent one, and a broken one."""
+    pkg = tmp_path / "af3bench_broken_mod"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import af3bench_dependency_that_is_absent\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = {"json": "stdlib", "af3bench_absent_mod": "absent", "af3bench_broken_mod": "broken"}
+    yield names
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("af3bench_absent_mod", "af3bench_broken_mod"):
+            del sys.modules[name]
+    standins._FINDER.roots.discard("af3bench_absent_mod")
+
+
+def test_standin_only_for_absent_modules(fake_off_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(standins, "OFF_PATH_MODULES", {k: v for k, v in fake_off_path.items() if k != "af3bench_broken_mod"})
+    report = standins.install()
+    assert report["json"] == "real" and sys.modules["json"] is json and not standins.is_standin(json)
+    assert report["af3bench_absent_mod"].startswith("stand-in")
+    assert standins.is_standin(sys.modules["af3bench_absent_mod"])
+
+
+def test_standin_raises_when_used_but_imports_and_annotates(fake_off_path, monkeypatch):
+    monkeypatch.setattr(standins, "OFF_PATH_MODULES", {"af3bench_absent_mod": "absent"})
+    standins.install()
+    from af3bench_absent_mod.sub import Thing  # submodules and names resolve
+
+    assert (Thing | None) is not None  # annotations at import time work
+    assert not isinstance(1, Thing)  # type checks answer "no", they do not call anything
+
+    class Sub(Thing):  # and so do base classes
+        pass
+
+    with pytest.raises(standins.StandInCalled):
+        Thing()
+    with pytest.raises(standins.StandInCalled):
+        Sub()
+    with pytest.raises(standins.StandInCalled):
+        Thing.method(1)
+    with pytest.raises(standins.StandInCalled):
+        list(Thing)
+
+
+def test_present_but_broken_module_is_an_error_not_a_standin(fake_off_path, monkeypatch):
+    monkeypatch.setattr(standins, "OFF_PATH_MODULES", {"af3bench_broken_mod": "broken"})
+    with pytest.raises(standins.BrokenModule, match="af3bench_broken_mod is installed but fails to import"):
+        standins.install()
+    assert "af3bench_broken_mod" not in sys.modules
+
+
+@needs_source
+def test_real_modules_are_never_shadowed():
+    from af3_deepmind import engine
+
+    _, report, _ = engine.import_source()
+    for name in standins.OFF_PATH_MODULES:
+        module = sys.modules[name]
+        real_exists = not standins.is_standin(module)
+        assert (report[name] == "real") == real_exists
+    # Whatever is importable for real in this environment must be the real module.
+    for name in ("qwix", "rdkit", "zstandard"):
+        if name in sys.modules and report[name] == "real":
+            assert getattr(sys.modules[name], "__file__", None), name
+    # The model's own packages are always real.
+    import alphafold3.model.model as model
+
+    assert not standins.is_standin(sys.modules["alphafold3"]) and model.__file__.endswith("model.py")
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+def test_shard_spec_parsing():
+    assert parse_shard_spec(DEFAULT_SHARD_SPEC) == ((2048, None), (None, 1024))
+    assert parse_shard_spec("2048:none, 3072:1024, none:512") == ((2048, None), (3072, 1024), (None, 512))
+    with pytest.raises(ValueError):
+        parse_shard_spec("2048:none")  # no unbounded last entry
+    with pytest.raises(ValueError):
+        parse_shard_spec("2048")
+
+
+def test_validate_rejects_inconsistent_settings():
+    assert validate(_settings()) == []
+    assert any("msa_pad_rows" in e for e in validate(_settings(msa_rows=32, msa_pad_rows=16)))
+    assert any("diffusion_steps" in e for e in validate(_settings(diffusion_steps=0)))
+    assert any("unbounded" in e for e in validate(_settings(pair_transition_shard_spec="10:none")))
+
+
+@needs_source
+def test_default_preset_is_deepminds_inference_configuration():
+    from af3_deepmind import engine
+
+    engine.import_source()
+    from alphafold3.model import model, model_config
+    from alphafold3.model.pipeline import pipeline
+
+    config, pipe, glob = model.Model.Config(), pipeline.WholePdbPipeline.Config(), model_config.GlobalConfig()
+    default = PRESETS["default"]
+    assert default["recycles"] == config.num_recycles == 10
+    assert default["diffusion_steps"] == config.heads.diffusion.eval.steps == 200
+    assert default["samples"] == config.heads.diffusion.eval.num_samples == 5
+    assert default["msa_rows"] == config.evoformer.num_msa == 1024
+    assert default["msa_pad_rows"] == pipe.msa_crop_size == 16384
+    assert default["templates"] == pipe.max_templates == 4
+    assert glob.bfloat16 == "all" and default["bf16"] is True
+    assert parse_shard_spec(default["pair_transition_shard_spec"]) == tuple(glob.pair_transition_shard_spec)
+    assert glob.flash_attention_implementation == "triton"
+
+
+@needs_source
+def test_config_carries_the_settings():
+    from af3_deepmind import engine
+
+    engine.import_source()
+    from af3_deepmind import model as model_mod
+
+    config = model_mod.make_config(
+        "full", _settings(recycles=3, diffusion_steps=7, samples=2, msa_rows=8, bf16=False,
+                          pair_transition_shard_spec="none:256"), "xla_chunked")
+    assert config.num_recycles == 3 and config.heads.diffusion.eval.steps == 7
+    assert config.heads.diffusion.eval.num_samples == 2 and config.evoformer.num_msa == 8
+    assert config.global_config.bfloat16 == "none"
+    assert tuple(config.global_config.pair_transition_shard_spec) == ((None, 256),)
+    assert config.global_config.flash_attention_implementation == "xla_chunked"
+    toy = model_mod.make_config("toy", _settings(), "xla")
+    assert toy.evoformer.pairformer.num_layer == 2 and config.evoformer.pairformer.num_layer == 48
+
+
+# --- the synthetic batch ------------------------------------------------------------------------
+
+@needs_source
+def test_batch_has_the_pipeline_shapes():
+    from af3_deepmind import engine
+
+    engine.import_source()
+    import numpy as np
+
+    from af3_deepmind.batch import BatchSpec, make_batch
+
+    spec = BatchSpec(num_tokens=33, msa_pad_rows=40, msa_depth=24, templates=2, seed=1)
+    batch = make_batch(spec)
+    assert spec.num_atoms == 800  # 33 * 24 = 792, rounded up to the 32-atom query block
+    assert batch["msa"].shape == (40, 33) and batch["msa"].dtype == np.int8
+    assert batch["msa_mask"][:24].all() and not batch["msa_mask"][24:].any()
+    assert int(batch["num_alignments"]) == 24
+    assert np.allclose(batch["profile"].sum(-1), 1.0)
+    assert batch["template_atom_positions"].shape == (2, 33, 24, 3) and not batch["template_atom_mask"].any()
+    assert batch["ref_pos"].shape == (33, 24, 3) and batch["ref_mask"].sum() == batch["pred_dense_atom_mask"].sum()
+    assert batch["seq_mask"].all() and batch["is_protein"].all() and int(batch["seq_length"]) == 33
+    assert batch["queries_to_keys:gather_idxs"].shape == (800 // 32, 128)
+    assert not any(v.dtype == object for v in batch.values())
+    again = make_batch(spec)
+    assert all(np.array_equal(batch[k], again[k]) for k in batch)  # seeded: every run folds the same input
