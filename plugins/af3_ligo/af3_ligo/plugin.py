@@ -27,6 +27,8 @@ SETTINGS = {
     "weights": Setting(DEFAULTS["weights"], "repo: the model's own initialisation; random: every parameter re-randomised "
                                "(no zero-initialised branches)", ("repo", "random")),
     "seed": Setting(DEFAULTS["seed"], "seed of the parameters and the synthetic batch"),
+    "check_finite": Setting(DEFAULTS["check_finite"], "fail a pass whose outputs hold NaN/Inf (false: time "
+                                                      "it anyway, e.g. the seed kernel's defect)"),
 }
 
 

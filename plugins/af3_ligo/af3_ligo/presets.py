@@ -19,6 +19,7 @@ DEFAULTS = {
     "samples": 1,
     "weights": "repo",
     "seed": 0,
+    "check_finite": True,
 }
 
 # Reduced widths and depths, quick on a CPU; every yaml key is reachable as config.<path>.

@@ -51,6 +51,7 @@ class LigoRunner(Runner):
             warnings.filterwarnings("ignore", message=text)
         self.device = "cuda" if self.case.device_type == "cuda" else "cpu"
         self.dtype = settings["dtype"]
+        self.check_finite = bool(settings["check_finite"])
         try:
             built = build.prepare(settings, self.case.mode, self.case.seq_len, self.device)
         except (source.SourceNotFound, build.BuildError) as exc:
@@ -72,7 +73,7 @@ class LigoRunner(Runner):
         result = self._engine.run_pass(self.model, self.batch, self.dtype, self.device)
         self._sync()
         outputs = self._engine.outputs_of(result, self.capture)
-        bad = self._engine.non_finite(outputs)
+        bad = self._engine.non_finite(outputs) if self.check_finite else []
         # Drop the outputs before the next pass so they do not add to its memory peak.
         del result, outputs
         if self.capture is not None:

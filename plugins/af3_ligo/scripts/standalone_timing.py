@@ -35,7 +35,10 @@ def parse_sets(pairs: list[str]) -> dict:
             sys.exit(f"--set takes KEY=VALUE, got {pair!r}")
         if key in DEFAULTS:
             kind = type(DEFAULTS[key])
-            out[key] = value if kind is str else kind(value)
+            if kind is bool:
+                out[key] = value.lower() in ("1", "true", "yes")
+            else:
+                out[key] = value if kind is str else kind(value)
         elif key.startswith("config."):
             out[key] = value  # parsed as yaml by af3_ligo.config
         else:
