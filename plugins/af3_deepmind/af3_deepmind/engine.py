@@ -73,10 +73,10 @@ def jax_device(device_type: str):
 def build(mode: str, tokens: int, settings: Mapping[str, Any], device_type: str) -> Built:
     from af3_deepmind.batch import ATOMS_PER_TOKEN, BatchSpec, make_batch
 
-    src, standin_report, fixes = import_source()
     attention = resolve_attention(settings["attention"], device_type)
     if device_type == "cpu" and attention not in CPU_ATTENTION:
         raise BuildError(f"attention={attention} needs a GPU; on a CPU use one of {', '.join(CPU_ATTENTION)}")
+    src, standin_report, fixes = import_source()
 
     import jax
     import jaxlib
