@@ -291,3 +291,16 @@ def test_batch_has_the_pipeline_shapes():
     assert not any(v.dtype == object for v in batch.values())
     again = make_batch(spec)
     assert all(np.array_equal(batch[k], again[k]) for k in batch)  # seeded: every run folds the same input
+
+
+def test_gpu_only_attention_on_cpu_is_a_case_error(monkeypatch):
+    from af3core import Case, CaseError
+    from af3_deepmind.runner import DeepMindRunner
+
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    for choice in ("triton", "cudnn"):
+        runner = DeepMindRunner(
+            Case(plugin="deepmind", mode="trunk", seq_len=32, device="cpu", settings=_settings(attention=choice))
+        )
+        with pytest.raises(CaseError, match="needs a GPU"):
+            runner.setup()
