@@ -147,13 +147,20 @@ def test_fp32_tensor_core_precisions(precision):
 
 
 def test_mask_broadcasts_and_matches_ligo_additive_mask():
-    """A [R, R] mask broadcasts over B, and equals Ligo's ``b + 1e8 * (mask - 1)`` in fp32."""
+    """A [R, R] mask broadcasts over B; on rows not fully masked it equals Ligo's additive
+    ``b + 1e8 * (mask - 1)``; a fully masked row is the plain average of v, gated."""
     shape = (2, 3, 18, 2, 5)
+    B, S, R, H, C = shape
     v, b, g, _, mask = make_inputs(shape, torch.float32, True)
     pair = mask[0]
+    full = R // 2  # make_inputs masks this row entirely
+    assert not pair[full].any() and pair.sum(1)[torch.arange(R) != full].min() > 0
     ours = msa_pair_weighted_averaging(v, b, g, pair)
     ligo = msa_pair_weighted_averaging(v, b + 1e8 * (pair.float() - 1)[None, :, :, None], g)
-    torch.testing.assert_close(ours, ligo, rtol=1e-5, atol=1e-5)
+    rows = torch.arange(R, device=DEVICE) != full
+    torch.testing.assert_close(ours[:, :, rows], ligo[:, :, rows], rtol=1e-5, atol=1e-5)
+    uniform = torch.sigmoid(g[:, :, full]) * v.mean(dim=2)
+    torch.testing.assert_close(ours[:, :, full], uniform.reshape(B, S, H * C), rtol=1e-5, atol=1e-5)
     as_float = msa_pair_weighted_averaging(v, b, g, pair[None].float())
     torch.testing.assert_close(ours, as_float, rtol=0, atol=0)
 
@@ -192,7 +199,7 @@ def test_rejects_bad_inputs(bad):
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU with about 10 GB free")
 def test_int64_offsets_on_gpu():
     """B*R*R*H > 2**31: bias and dbias offsets overflow int32 unless computed in int64."""
-    B, S, R, H, C = 1, 1, 16400, 8, 4
+    B, S, R, H, C = 1, 1, 16400, 8, 8
     if torch.cuda.get_device_properties(0).total_memory < 40e9:
         pytest.skip("needs a GPU with at least 40 GB")
     v, b, g, dout, _ = make_inputs((B, S, R, H, C), torch.bfloat16, False)

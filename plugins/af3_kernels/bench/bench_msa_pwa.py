@@ -6,6 +6,7 @@ torch.compile and Ligo's seed kernel, for the shapes of the kernel issue (B=1, H
 
 Timing: CUDA events around each call only, L2 flushed before each repetition, median of --reps.
 --tune times a handful of block configurations of the fused kernels and applies the fastest.
+--graph also times the fused forward from a CUDA graph (GPU time without Python launch costs).
 --memory compares peak memory of forward+backward across R and finds the largest R that fits.
 Every measurement is also written as one JSON line to --out.
 """
@@ -101,6 +102,29 @@ def bench_call(fn, v, b, g, dout, direction, reps, flusher, restore_b=False):
     return timing.median(times)
 
 
+def bench_graph_fwd(fn, v, b, g, reps, flusher):
+    """Median ms of the forward replayed from a CUDA graph: GPU time without Python launch costs.
+
+    The difference to bench_call's figure is what the Python side (autograd Function, allocation,
+    Triton's launcher) adds when the GPU would otherwise wait for it."""
+    def call():
+        with torch.no_grad():
+            return fn(v, b, g, None)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up (compilation) outside the capture
+        for _ in range(3):
+            call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    graph.replay()
+    torch.cuda.synchronize()
+    return timing.median(timing.time_cuda(graph.replay, reps, flush=flusher))
+
+
 def error_vs_float64(fn, v, b, g):
     with torch.no_grad():
         ref = msa_pwa_reference(v.double(), b.double(), g.double())
@@ -184,6 +208,11 @@ def table(args, flusher, budget, out):
                                            restore_b=name == "seed") * 1e3
                 except Exception as exc:
                     print(f"  {name} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+            if args.graph and direction == "fwd" and "fused" in made:
+                try:
+                    row["fused_graph"] = bench_graph_fwd(made["fused"], v, b, g, args.reps, flusher) * 1e3
+                except Exception as exc:
+                    print(f"  fused (CUDA graph) failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
             errs = {}
             if direction == "fwd":
                 for name in ("fused", "torch", "fused_tf32x3"):
@@ -195,6 +224,8 @@ def table(args, flusher, budget, out):
             if "fused" in row:
                 line += f" {row['fused'] / (floor.seconds * 1e6):11.2f}"
                 line += f" {row['torch'] / row['fused']:11.2f}" if "torch" in row else ""
+            if "fused_graph" in row:
+                line += f"  (fused from a CUDA graph {row['fused_graph']:.1f} us)"
             if "fused_tf32x3" in row:
                 line += f"  (fused tf32x3 {row['fused_tf32x3']:.1f} us)"
             print(line, flush=True)
@@ -258,6 +289,7 @@ def main(argv=None):
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--tune-p-modes", default="stored,recompute")
     ap.add_argument("--no-table", action="store_true")
+    ap.add_argument("--graph", action="store_true", help="also time the fused forward replayed from a CUDA graph")
     ap.add_argument("--out", default="")
     ap.add_argument("--budget-s", type=float, default=300)
     args = ap.parse_args(argv)

@@ -5,9 +5,10 @@
     v, g: [B,S,R,H,C]    bias: [B,R,R,H]    mask: broadcastable to [B,R,R] (nonzero = keep)
     out:  [B,S,R,H*C]    (the layout Ligo's MSAPairWeightedAveraging feeds to its output projection)
 
-Mask semantics: a masked pair's logit is *replaced* by -1e9 (Ligo adds 1e8*(mask-1), which in fp32
-rounds to the same thing for ordinary biases). A partly masked row ignores its masked columns; a
-fully masked row averages uniformly, exactly as Ligo's fp32 module does.
+Mask semantics: a masked pair's logit is *replaced* by -1e9. A partly masked row ignores its masked
+columns, as with Ligo's additive ``b + 1e8*(mask-1)``; a fully masked row averages uniformly. (In
+Ligo's additive form such a row is left to fp32 rounding: -1e8 + b rounds to multiples of 8, so
+the weights there follow the rounding, not the bias. Only fully masked rows differ.)
 
 Design: for each (b, h) this is a GEMM, P[i, j] (R x R, the softmax of the bias over j) times
 V_h[j, (s, c)] (R x S*C), so the S rows share one softmax and tensor cores do the work.
@@ -326,6 +327,11 @@ def _config(kernel: str, dtype: torch.dtype, precision: str, C: int) -> dict:
         }[kernel]
     cfg.update(CONFIG_OVERRIDES.get(kernel, {}))
     block_c = _pow2(C)
+    if dtype != torch.float32 and not _interpreting():
+        # Triton 3.6 fails to compile (TritonGPUOptimizeDotOperands) 16-bit dots whose operand is
+        # reshaped from a [rows, s, c] tile with c < 8 (seen on an H100 for C = 1, 3, 4); padding
+        # the channel tile to 8 (masked) uses the layout that compiled and passed for C = 5, 7, 8.
+        block_c = max(block_c, 8)
     cfg["BLOCK_C"] = block_c
     # tl.dot needs at least 16 columns
     cfg["BLOCK_S"] = max(cfg.pop("BLOCK_N") // block_c, 1, 16 // block_c)
