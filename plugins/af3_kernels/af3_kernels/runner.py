@@ -169,6 +169,7 @@ class KernelRunner(Runner):
             from af3_kernels.timing import L2Flusher
 
             self._flusher = L2Flusher(self.device)
+        self._compile_facts = facts  # repeated in every pass's row, whatever the host keeps of compile()
         return facts
 
     def step(self):
@@ -184,6 +185,7 @@ class KernelRunner(Runner):
                "floor_ms": self.floor.ms, "floor_bound": self.floor.bound}
         # The floor uses H100 rates: elsewhere the fraction would not mean anything.
         row["fraction_of_floor"] = self.floor.ms / elapsed if self.on_cuda else None
+        row.update(getattr(self, "_compile_facts", {}))
         return row
 
     def peak_memory(self) -> dict[str, Any]:
