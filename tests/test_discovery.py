@@ -33,9 +33,14 @@ def test_unavailable_plugin_exits_2_with_the_fix(af3):
 def test_broken_plugin_is_reported_and_others_still_run(af3, tmp_path):
     proc = af3.run("bench", "--plugin", "brokenplugin", "--device", "cpu")
     assert proc.returncode == 2 and "broken on purpose" in proc.stderr
-    proc = af3.run("bench", "--device", "cpu", "--out", str(tmp_path / "out"), "--passes", "1")
+    # A bare run plans every available plugin and says which it skipped and why.
+    proc = af3.run("bench", "--device", "cpu", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    assert "skipped brokenplugin" in proc.stdout and "skipped testplugin_unavailable" in proc.stdout
+    assert "skipped brokenplugin: broken" in proc.stdout and "skipped testplugin_unavailable" in proc.stdout
+    assert "testplugin mode=trunk" in proc.stdout
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--out", str(tmp_path / "out"),
+                   "--passes", "1")
+    assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "testplugin.jsonl").exists()
 
 
