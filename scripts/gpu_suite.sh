@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU check in one script, for a machine with an NVIDIA GPU and no network:
 #   bash scripts/gpu_suite.sh [SECTION...]     sections: tests harness kernels sweeps deepmind ligo (default: all)
+# The engine sections take their sub-sections from DM_SECTIONS (small default standalone) and
+# LIGO_SECTIONS (agreement impls oom; LIGO_IMPLS, LIGO_OOM_RANGE), so one suite can be split into
+# calls that each fit a time limit.
 # Needs: python3 with torch, triton, jax (CUDA); for the DeepMind engine, its extra wheels in .whl/
 # (see docs/DEEPMIND.md); the engine sources in third_party/. Writes everything under $OUT
 # (default ./gpu_out): results.tar.gz (every af3 output folder and log) and table.txt, which is
@@ -9,13 +12,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/gpu_out}
-RUNS=$OUT/runs
+RUNS=${AF3_RUNS:-$OUT.runs}  # outside $OUT: only the archive and the table come back from a device call
 SITE=${AF3_SITE:-/tmp/af3-site}
 mkdir -p "$RUNS"
 SECTIONS=${*:-tests harness kernels sweeps deepmind ligo}
 export PYTHONUNBUFFERED=1 TRITON_ALLOW_NON_CONSTEXPR_GLOBALS=1
 
 log() { echo "=== $(date +%H:%M:%S) $*"; }
+# Archive after every step, so a suite cut off by a time limit still returns what it finished.
+archive() { tar -czf "$OUT/results.tar.gz" -C "$(dirname "$RUNS")" "$(basename "$RUNS")" 2>/dev/null; }
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 # --- install: carried wheels, then the four distributions (real dist-info: entry points work)
@@ -36,6 +41,7 @@ bench() {  # name, af3 bench arguments...
   local name=$1; shift
   log "af3 bench $*"
   "${AF3[@]}" bench --out "$RUNS/$name" --force --plain "$@" 2>&1 | tail -n 40
+  archive
 }
 
 if has tests; then
@@ -46,6 +52,7 @@ fi
 if has harness; then
   log "harness overhead"
   python3 scripts/harness_overhead.py --cuda --passes 3000 --out "$RUNS/harness_overhead.json"
+  archive
 fi
 
 if has kernels; then
@@ -81,14 +88,16 @@ fi
 
 if has deepmind; then
   bash plugins/af3_deepmind/scripts/gpu_runs.sh "$RUNS" 2>&1 | tail -n 60
+  archive
 fi
 
 if has ligo; then
   bash plugins/af3_ligo/scripts/gpu_runs.sh "$RUNS" 2>&1 | tail -n 60
+  archive
 fi
 
 log "archive"
-tar -czf "$OUT/results.tar.gz" -C "$OUT" runs
+archive
 python3 scripts/summarize.py "$RUNS" > "$OUT/table.txt"
 [ -f "$RUNS/harness_overhead.json" ] && cat "$RUNS/harness_overhead.json"
 cat "$OUT/table.txt"

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/../../.."
 RUNS=${1:-gpu_out/runs}
 mkdir -p "$RUNS"
 AF3=(python3 -m af3core)
+SECTIONS=${LIGO_SECTIONS:-agreement impls oom}
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 log() { echo "=== $(date +%H:%M:%S) ligo: $*"; }
 bench() {  # name, af3 bench arguments...
   local name=$1; shift
@@ -18,12 +20,14 @@ bench() {  # name, af3 bench arguments...
   "${AF3[@]}" bench --plugin ligo --preset paper --device cuda --out "$RUNS/$name" --force --plain --no-plot "$@" 2>&1 | tail -n 12
 }
 
+if has agreement; then
 log "standalone (bare loop) paper trunk 256"
 python3 plugins/af3_ligo/scripts/standalone_timing.py --preset paper --mode trunk --tokens 256 --passes 5 \
   --device cuda | tee "$RUNS/ligo-standalone-trunk-256.txt" | tail -n 1
 bench ligo-harness-trunk-256 --mode trunk --seq-len 256 --passes 5
+fi
 
-for impl in torch seed fused; do
+has impls && for impl in ${LIGO_IMPLS:-torch seed fused}; do
   # check_finite=false for seed: its defect (uninitialised accumulator) may give non-finite values;
   # the pass is still timed, and the GPU test reports how far its output is from torch's.
   extra=()
@@ -32,9 +36,9 @@ for impl in torch seed fused; do
   bench "ligo-full-$impl" --mode full --seq-len 256 --passes 2 --set msa_impl=$impl "${extra[@]}"
 done
 
-for impl in torch seed fused; do
+has oom && for impl in ${LIGO_IMPLS:-torch seed fused}; do
   extra=()
   [ "$impl" = seed ] && extra=(--set check_finite=false)
-  bench "ligo-oom-$impl" --mode trunk --seq-len 1024::128 --until-oom --passes 1 --timeout 600 \
+  bench "ligo-oom-$impl" --mode trunk --seq-len ${LIGO_OOM_RANGE:-1024::128} --until-oom --passes 1 --timeout 600 \
     --set cycles=1 --set msa_impl=$impl "${extra[@]}"
 done
