@@ -14,7 +14,8 @@ ROOT=$PWD
 OUT=${OUT:-$ROOT/gpu_out}
 RUNS=${AF3_RUNS:-$OUT.runs}  # outside $OUT: only the archive and the table come back from a device call
 SITE=${AF3_SITE:-/tmp/af3-site}
-mkdir -p "$RUNS"
+mkdir -p "$RUNS" "$OUT"
+exec > >(tee -a "$OUT/suite.log") 2>&1
 SECTIONS=${*:-tests harness kernels sweeps deepmind ligo}
 export PYTHONUNBUFFERED=1 TRITON_ALLOW_NON_CONSTEXPR_GLOBALS=1
 
@@ -33,6 +34,7 @@ if [ ! -d "$SITE/af3core" ]; then
     . plugins/af3_kernels plugins/af3_ligo plugins/af3_deepmind || exit 1
 fi
 export PYTHONPATH=$SITE
+( while sleep 15; do archive; done ) &  # the engine scripts run long: keep the archive fresh
 AF3=(python3 -m af3core)
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 "${AF3[@]}" plugins
@@ -87,12 +89,12 @@ if has sweeps; then
 fi
 
 if has deepmind; then
-  bash plugins/af3_deepmind/scripts/gpu_runs.sh "$RUNS" 2>&1 | tail -n 60
+  bash plugins/af3_deepmind/scripts/gpu_runs.sh "$RUNS"
   archive
 fi
 
 if has ligo; then
-  bash plugins/af3_ligo/scripts/gpu_runs.sh "$RUNS" 2>&1 | tail -n 60
+  bash plugins/af3_ligo/scripts/gpu_runs.sh "$RUNS"
   archive
 fi
 
