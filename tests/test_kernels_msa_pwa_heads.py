@@ -186,3 +186,71 @@ def test_rejects_bad_inputs(bad):
         kw["p_mode"] = "nope"
     with pytest.raises(ValueError):
         msa_pair_weighted_averaging_heads(v, b, g, **kw)
+
+
+# -- the harness runner: impl=fused_heads and the timing setting ------------------------------
+
+
+def run_case(mode, **settings):
+    from af3core import Case
+    from af3_kernels.runner import KernelRunner
+
+    base = dict(impl="fused_heads", dtype="fp32", S=3, H=2, C=5, reps=2)
+    base.update(settings)
+    runner = KernelRunner(Case(plugin="kernels", mode=mode, seq_len=20, device=DEVICE, settings=base))
+    facts = runner.setup()
+    compiled = runner.compile()
+    return facts, compiled, runner.step()
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+def test_runner_fused_heads(mode):
+    facts, compiled, row = run_case(mode, mask=True)
+    assert facts["impl"] == "fused_heads" and facts["timing"] == "events" and row["timing"] == "events"
+    assert facts["triton_interpret"] is (not CUDA)
+    assert compiled["max_abs_err"] <= 3 * compiled["eager_same_dtype_max_abs_err"] + 1e-6
+    assert row["elapsed_ms"] > 0 and row["reps"] == 2
+
+
+@pytest.mark.parametrize("settings,mode,message", [
+    (dict(timing="wallclock"), "fwd", "timing must be"),
+    (dict(timing="graph"), "fwd", "CUDA" if not CUDA else None),
+    (dict(timing="graph"), "bwd", "CUDA" if not CUDA else "not bwd"),
+])
+def test_runner_timing_setting_errors(settings, mode, message):
+    """timing=graph needs CUDA (on a CPU it is a case error, not a silent fallback) and no bwd."""
+    from af3core import Case, CaseError
+    from af3_kernels.runner import KernelRunner
+
+    if message is None:
+        pytest.skip("timing=graph is valid for fwd on a CUDA GPU")
+    runner = KernelRunner(Case(plugin="kernels", mode=mode, seq_len=8, device=DEVICE,
+                               settings=dict(impl="torch", **settings)))
+    with pytest.raises(CaseError, match=message):
+        runner.setup()
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+@pytest.mark.parametrize("impl", ["fused_heads", "torch"])
+def test_runner_graph_timing_on_gpu(mode, impl):
+    _, compiled, row = run_case(mode, impl=impl, timing="graph", S=16, C=8, H=4)
+    assert row["timing"] == "graph" and row["elapsed_ms"] > 0 and row["reps"] == 2
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU")
+def test_graph_replay_recomputes_from_current_inputs():
+    """The captured call replays on its captured tensors: refilled inputs give the new result."""
+    from af3_kernels.timing import time_cuda_graph
+
+    v, b, g, _, _ = make_inputs((1, 16, 64, 8, 8), torch.bfloat16, False)
+    outs = []
+
+    def call():
+        with torch.no_grad():
+            outs.append(msa_pair_weighted_averaging_heads(v, b, g))
+
+    times = time_cuda_graph(call, 3, before=lambda: v.normal_())
+    assert len(times) == 3 and min(times) > 0
+    captured = outs[-1]  # the graph's output buffer, rewritten by every replay
+    torch.testing.assert_close(captured.float(), msa_pwa_reference(v, b, g).float(), rtol=2e-2, atol=2e-2)

@@ -20,9 +20,10 @@ def _check() -> Availability:
 SETTINGS = {
     "kernel": Setting("msa_pwa", "which kernel: msa_pwa = MSA pair-weighted averaging (AF3 Alg. 10)",
                       choices=("msa_pwa",)),
-    "impl": Setting("fused", "fused (this Triton kernel), torch (eager reference), compile "
+    "impl": Setting("fused", "fused (this Triton kernel), fused_heads (all heads per program, one "
+                             "launch forward), torch (eager reference), compile "
                              "(torch.compile of it), seed (Ligo's Triton kernel, fp32, CUDA)",
-                    choices=("fused", "torch", "compile", "seed")),
+                    choices=("fused", "fused_heads", "torch", "compile", "seed")),
     "dtype": Setting("bf16", "element type of v, g, bias and out", choices=("bf16", "fp32", "fp16")),
     "S": Setting(128, "MSA rows (sequences)"),
     "H": Setting(8, "heads"),
@@ -36,6 +37,9 @@ SETTINGS = {
                               "rebuild it in registers (recompute, least memory), or stored while small (auto)",
                       choices=("auto", "stored", "recompute")),
     "reps": Setting(100, "timed repetitions per pass (median reported); at most 3 on CPU"),
+    "timing": Setting("events", "events: CUDA events around each Python call (launch costs included); "
+                                "graph: replays of one call captured in a CUDA graph (GPU time only; "
+                                "fwd and fwdbwd, CUDA only)", choices=("events", "graph")),
     "flush": Setting(True, "flush the L2 cache before each repetition (untimed)"),
     "check": Setting(True, "record the forward's max abs error against float64 on a slice of rows"),
 }

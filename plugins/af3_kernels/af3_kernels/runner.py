@@ -4,6 +4,8 @@ A case is one kernel, implementation, dtype and shape, in one direction (the cas
 ``fwd`` times the forward without autograd, ``bwd`` the backward alone (the forward runs untimed
 before each repetition), ``fwdbwd`` both. ``case.seq_len`` is R. Out-of-memory errors are left to
 surface: the host's ``--until-oom`` sweep uses them to find the largest R that fits.
+Setting ``timing``: ``events`` (CUDA events around each Python call, launch costs included) or
+``graph`` (replays of one captured call, GPU time only; CUDA and fwd/fwdbwd only, else a CaseError).
 """
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ from typing import Any
 from af3core import CaseError, NonFiniteOutput, Runner
 
 from af3_kernels import floors
-from af3_kernels.impls import IMPLS
+from af3_kernels.impls import IMPLS, TRITON_IMPLS
 
 DTYPES = ("bf16", "fp32", "fp16")
 PRECISIONS = ("ieee", "tf32x3", "tf32")
+TIMINGS = ("events", "graph")
 CHECK_ROWS, CHECK_SEQS = 32, 8  # the slice of (i, s) checked against float64: cheap at any R
 CPU_MAX_REPS = 3  # the CPU path (Triton interpreter) is a smoke test, not a benchmark
 
@@ -38,6 +41,7 @@ class KernelRunner(Runner):
         self.p_mode = s.get("p_mode", "auto")
         self.reps = int(s.get("reps", 100))
         self.flush = bool(s.get("flush", True))
+        self.timing = s.get("timing", "events")
         self.check = bool(s.get("check", True))
         self.direction = case.mode
         self.on_cuda = case.device_type == "cuda"
@@ -60,7 +64,15 @@ class KernelRunner(Runner):
             raise CaseError("B, S, R (seq-len), H and C must all be at least 1")
         if self.case.device_type not in ("cpu", "cuda"):
             raise CaseError(f"kernel cases run on cpu or cuda, not {self.case.device}")
-        if self.impl in ("fused", "seed") and importlib.util.find_spec("triton") is None:
+        if self.timing not in TIMINGS:
+            raise CaseError(f"timing must be one of {', '.join(TIMINGS)}, not {self.timing!r}")
+        if self.timing == "graph" and self.case.device_type != "cuda":
+            raise CaseError("timing=graph replays a CUDA graph: it needs a CUDA GPU (use timing=events)")
+        if self.timing == "graph" and self.direction == "bwd":
+            # The forward that bwd runs untimed before each repetition cannot sit outside a graph
+            # that replays the backward on its saved tensors.
+            raise CaseError("timing=graph supports modes fwd and fwdbwd, not bwd")
+        if (self.impl in TRITON_IMPLS or self.impl == "seed") and importlib.util.find_spec("triton") is None:
             raise CaseError(f"impl={self.impl} needs triton, which is not installed")
         if self.impl == "seed" and not self.on_cuda:
             raise CaseError("impl=seed (Ligo's Triton kernel) needs a CUDA GPU")
@@ -69,7 +81,7 @@ class KernelRunner(Runner):
 
     def setup(self) -> dict[str, Any]:
         self._validate()
-        if self.impl == "fused" and not self.on_cuda:
+        if self.impl in TRITON_IMPLS and not self.on_cuda:
             # Before triton is imported: the kernels then run in Triton's numpy interpreter.
             os.environ.setdefault("TRITON_INTERPRET", "1")
         import torch
@@ -105,7 +117,8 @@ class KernelRunner(Runner):
             "floor_ms": floor.ms, "floor_bound": floor.bound, "floor_bytes": floor.bytes,
             "floor_flops": floor.flops, "floor_device": floors.FLOOR_DEVICE,
             "fp32_precision": self.precision if self.dtype_name == "fp32" else None,
-            "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1" and self.impl == "fused",
+            "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1" and self.impl in TRITON_IMPLS,
+            "timing": self.timing,
             **facts,
         }
         if self.impl == "seed":
@@ -175,14 +188,16 @@ class KernelRunner(Runner):
     def step(self):
         from af3_kernels import timing
 
-        if self.on_cuda:
+        if self.on_cuda and self.timing == "graph":
+            times = timing.time_cuda_graph(self._call, self.reps, before=self._before, flush=self._flusher)
+        elif self.on_cuda:
             times = timing.time_cuda(self._call, self.reps, before=self._before, flush=self._flusher)
         else:
             times = timing.time_cpu(self._call, min(self.reps, CPU_MAX_REPS), before=self._before)
         self._out = None
         elapsed = timing.median(times)
         row = {"elapsed_ms": elapsed, "min_ms": min(times), "reps": len(times),
-               "floor_ms": self.floor.ms, "floor_bound": self.floor.bound}
+               "floor_ms": self.floor.ms, "floor_bound": self.floor.bound, "timing": self.timing}
         # The floor uses H100 rates: elsewhere the fraction would not mean anything.
         row["fraction_of_floor"] = self.floor.ms / elapsed if self.on_cuda else None
         row.update(getattr(self, "_compile_facts", {}))

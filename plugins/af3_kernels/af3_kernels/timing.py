@@ -39,6 +39,37 @@ def time_cuda(fn: Callable[[], object], reps: int, before: Callable[[], object] 
     return [s.elapsed_time(e) for s, e in zip(starts, ends)]
 
 
+def time_cuda_graph(fn: Callable[[], object], reps: int, before: Callable[[], object] | None = None,
+                    flush: L2Flusher | None = None, warmup: int = 3) -> list[float]:
+    """Milliseconds of each of ``reps`` replays of one call of ``fn`` captured in a CUDA graph.
+
+    As triton.testing.do_bench_cudagraph: the replays carry no Python launch cost, so this is the
+    GPU time of the kernels alone. ``fn`` is warmed up (compiled) on a side stream first, then
+    captured once; ``before`` and ``flush`` run outside the graph, untimed, before each replay.
+    ``fn`` must work on fixed tensors (the graph replays on the captured addresses)."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            if before is not None:
+                before()
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    if before is not None:
+        before()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    try:
+        return time_cuda(graph.replay, reps, before=before, flush=flush)
+    finally:
+        del graph  # frees the graph's private memory pool before the next case
+
+
 def time_cpu(fn: Callable[[], object], reps: int, before: Callable[[], object] | None = None) -> list[float]:
     times = []
     for _ in range(reps):
