@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one script, for a machine with an NVIDIA GPU and no network:
-#   bash scripts/gpu_suite.sh [SECTION...]     sections: tests harness kernels sweeps deepmind ligo (default: all)
+#   bash scripts/gpu_suite.sh [SECTION...]
+# sections: tests harness kernel-table kernel-harness kernels sweeps deepmind ligo (default: all),
+# and dm-small-trunk / dm-small-full to run parts of the DeepMind section alone.
 # The engine sections take their sub-sections from DM_SECTIONS (small default standalone) and
 # LIGO_SECTIONS (agreement impls oom; LIGO_IMPLS, LIGO_OOM_RANGE), so one suite can be split into
 # calls that each fit a time limit.
@@ -16,7 +18,7 @@ RUNS=${AF3_RUNS:-$OUT.runs}  # outside $OUT: only the archive and the table come
 SITE=${AF3_SITE:-/tmp/af3-site}
 mkdir -p "$RUNS" "$OUT"
 exec > >(tee -a "$OUT/suite.log") 2>&1
-SECTIONS=${*:-tests harness kernels sweeps deepmind ligo}
+SECTIONS=${*:-tests harness kernel-table kernel-harness kernels sweeps deepmind ligo}
 export PYTHONUNBUFFERED=1 TRITON_ALLOW_NON_CONSTEXPR_GLOBALS=1
 
 log() { echo "=== $(date +%H:%M:%S) $*"; }
@@ -24,15 +26,15 @@ log() { echo "=== $(date +%H:%M:%S) $*"; }
 archive() { tar -czf "$OUT/results.tar.gz" -C "$(dirname "$RUNS")" "$(basename "$RUNS")" 2>/dev/null; }
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
-# --- install: carried wheels, then the four distributions (real dist-info: entry points work)
-if [ ! -d "$SITE/af3core" ]; then
-  log install
-  if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl || exit 1
-  fi
-  python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" \
-    . plugins/af3_kernels plugins/af3_ligo plugins/af3_deepmind || exit 1
+# --- install: carried wheels once, then the four distributions every time (real dist-info: entry
+# points work; a warm machine must not keep an older copy of this tree)
+if ls .whl/*.whl >/dev/null 2>&1 && [ ! -f "$SITE/.wheels-installed" ]; then
+  log "install wheels"
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl && touch "$SITE/.wheels-installed" || exit 1
 fi
+log "install af3-bench and plugins"
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --upgrade --target "$SITE" \
+  . plugins/af3_kernels plugins/af3_ligo plugins/af3_deepmind 2>&1 | grep -v "already exists" || true
 export PYTHONPATH=$SITE
 ( while sleep 15; do archive; done ) &  # the engine scripts run long: keep the archive fresh
 AF3=(python3 -m af3core)
@@ -57,9 +59,24 @@ if has harness; then
   archive
 fi
 
+if has kernel-table; then
+  log "kernel side-by-side table (one process: every implementation, events and CUDA-graph timing)"
+  python3 plugins/af3_kernels/bench/bench_msa_pwa.py --impls fused,fused_heads,torch,seed --graph --budget-s 150 \
+    --out "$RUNS/bench_msa_pwa.jsonl" 2>&1 | tee "$RUNS/bench_msa_pwa.txt" | tail -n 40
+  archive
+fi
+
+if has kernel-harness; then
+  # A few kernel cases through the harness itself (each its own worker), timed from a CUDA graph.
+  for impl in fused fused_heads torch; do
+    bench "k-fwd-bf16-$impl-graph" --plugin kernels --mode fwd --seq-len 384 --set impl=$impl --set dtype=bf16 \
+      --set S=128 --set C=8 --set timing=graph --passes 3
+  done
+  bench "k-fwdbwd-fp32-fused-events" --plugin kernels --mode fwdbwd --seq-len 384 --set impl=fused \
+    --set dtype=fp32 --set S=128 --set C=8 --passes 3
+fi
+
 if has kernels; then
-  log "kernel side-by-side table"
-  python3 plugins/af3_kernels/bench/bench_msa_pwa.py 2>&1 | tee "$RUNS/bench_msa_pwa.txt" | tail -n 40
   for impl in fused torch compile; do
     for shape in "128 384 8" "128 384 32" "128 768 32" "512 768 8"; do
       set -- $shape
@@ -86,6 +103,13 @@ if has sweeps; then
     bench "seed-$mode-vs-R" --plugin kernels --mode $mode --seq-len 256:1280:256 --set impl=seed \
       --set dtype=fp32 --set reps=5 --set check=false --passes 1 --timeout 120
   done
+fi
+
+if has dm-small-trunk; then
+  bench dm-small-trunk --plugin deepmind --device cuda --preset small --mode trunk --seq-len 256:1024:256 --passes 3
+fi
+if has dm-small-full; then
+  bench dm-small-full --plugin deepmind --device cuda --preset small --mode full --seq-len 256:1024:256 --passes 3
 fi
 
 if has deepmind; then

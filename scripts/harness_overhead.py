@@ -60,10 +60,11 @@ def cuda_vs_do_bench(site: Path, tmp: Path, passes: int) -> dict:
     rows = bench(site, tmp / "cuda", "--device", "cuda", "--seq-len", "1", "--passes", str(passes),
                  "--set", f"cuda_matmul_n={MATMUL_N}")
     harness = statistics.median(r["elapsed_ms"] for r in rows)
+    in_worker_events = statistics.median(r["cuda_event_ms"] for r in rows)
     after = triton.testing.do_bench(lambda: torch.mm(a, b), warmup=100, rep=2000, return_mode="median")
     do_bench_ms = statistics.mean([before, after])
     return {"workload": f"fp32 mm {MATMUL_N}^3, TF32 off", "harness_median_ms": harness,
-            "do_bench_median_ms": do_bench_ms, "do_bench_before_after_ms": [before, after],
+            "do_bench_median_ms": do_bench_ms, "worker_cuda_event_median_ms": in_worker_events, "do_bench_before_after_ms": [before, after],
             "ratio": harness / do_bench_ms, "gpu": torch.cuda.get_device_name()}
 
 
