@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     b.add_argument("--seq-len", help="tokens (R for kernels): 256, 64,128,256 or 64:512:64")
     b.add_argument("--passes", type=int, help="timed passes after the compile/warm-up call (default: the plugin's)")
+    b.add_argument("--warmup", type=int, help="passes after the compile call left out of the statistics "
+                   "(default: the plugin's, usually 0)")
     b.add_argument("--preset", help="plugin-defined settings bundle, e.g. small or default")
     b.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="plugin-specific parameter (repeatable)")
@@ -124,7 +126,7 @@ def _print_plan(plan) -> None:
     for c in plan.cases:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(c.case.settings.items()))
         print(f"{c.case_id}: {c.case.plugin} mode={c.case.mode} preset={c.case.preset} seq_len={c.case.seq_len} "
-              f"passes={c.case.passes} [{settings}]")
+              f"passes={c.case.passes} warmup={c.case.warmup} [{settings}]")
     if plan.until_oom:
         print("until-oom: each setting stops at its first out-of-memory size")
     for name, reason in plan.skipped:
@@ -134,7 +136,7 @@ def _print_plan(plan) -> None:
 def cmd_bench(args) -> int:
     registry = plugins.load()
     choices = Choices(plugins=args.plugins, mode=args.mode, device=args.device, seq_len=args.seq_len,
-                      passes=args.passes, preset=args.preset, sets=args.sets, notes=args.notes,
+                      passes=args.passes, warmup=args.warmup, preset=args.preset, sets=args.sets, notes=args.notes,
                       until_oom=args.until_oom)
     plan = build_plan(registry, choices)
     if args.timeout is not None and args.timeout <= 0:

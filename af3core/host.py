@@ -46,7 +46,9 @@ class CaseResult:
 
     @property
     def ok_times(self) -> list[float]:
-        return [p["elapsed_ms"] for p in self.passes if p.get("ok") and p.get("elapsed_ms") is not None]
+        """Elapsed times of the successful timed passes (warm-up passes excluded)."""
+        return [p["elapsed_ms"] for p in self.passes
+                if p.get("ok") and not p.get("warmup") and p.get("elapsed_ms") is not None]
 
     @property
     def failed(self) -> bool:
@@ -223,6 +225,7 @@ def _handle(result: CaseResult, message: dict[str, Any], on_row, error):
     elif kind == "pass":
         row = {k: message.get(k) for k in ("pass_index", "start_ts", "elapsed_ms", "wall_ms", "ok", "error",
                                            "error_kind")}
+        row["warmup"] = bool(message.get("warmup"))
         row["extra"] = message.get("extra") or {}
         result.passes.append(row)
         on_row(result, row)
@@ -249,7 +252,7 @@ def _finish(result: CaseResult, proc: subprocess.Popen, error, on_row) -> None:
             result.status = "failed"
         elif result.exit_code not in (0, None) and result.phase != "done":
             result.status = "crashed"
-        elif result.phase != "done" or len(result.passes) < expected:
+        elif result.phase != "done" or sum(not p["warmup"] for p in result.passes) < expected:
             result.status = "crashed"
         elif any(not p["ok"] for p in result.passes):
             result.status = "failed"
@@ -268,7 +271,8 @@ def _finish(result: CaseResult, proc: subprocess.Popen, error, on_row) -> None:
 
 
 def _fail_row(result: CaseResult, on_row, phase: str = "starting") -> None:
-    row = {"pass_index": result.pass_index if phase == "pass" else None, "start_ts": time.time(),
+    row = {"pass_index": result.pass_index if phase in ("pass", "warmup") else None, "warmup": phase == "warmup",
+           "start_ts": time.time(),
            "elapsed_ms": None, "wall_ms": None, "ok": False, "error": result.error, "error_kind": result.status,
            "extra": {"failed_phase": phase}}
     result.passes.append(row)

@@ -37,6 +37,8 @@ def status_text(result: CaseResult) -> str:
     phase = result.phase
     if phase == "pass" and result.pass_index is not None:
         return f"pass {result.pass_index + 1}/{result.planned.case.passes}"
+    if phase == "warmup" and result.pass_index is not None:
+        return f"warm-up {result.pass_index + 1}/{result.planned.case.warmup}"
     return {"starting": "starting", "importing": "importing", "setup": "setup", "compile": "compiling",
             "done": "finishing"}.get(phase, phase)
 
@@ -112,15 +114,16 @@ class PlainProgress:
 
     def update(self, result: CaseResult) -> None:
         status = status_text(result)
-        if status.startswith("pass") or self._phase.get(result.planned.case_id) == status:
+        if status.startswith(("pass", "warm-up")) or self._phase.get(result.planned.case_id) == status:
             return
         self._phase[result.planned.case_id] = status
         self._print(f"[{result.planned.case_id}] {status}")
 
     def row(self, result: CaseResult, row: dict[str, Any]) -> None:
         if row["ok"]:
-            self._print(f"[{result.planned.case_id}] pass {row['pass_index'] + 1}/{result.planned.case.passes} "
-                        f"{_fmt_ms(row['elapsed_ms'])}")
+            what = "warm-up" if row.get("warmup") else "pass"
+            total = result.planned.case.warmup if row.get("warmup") else result.planned.case.passes
+            self._print(f"[{result.planned.case_id}] {what} {row['pass_index'] + 1}/{total} {_fmt_ms(row['elapsed_ms'])}")
 
     def skipped(self, name: str, reason: str) -> None:
         self._print(f"skipped {name}: {reason}")

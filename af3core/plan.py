@@ -168,6 +168,7 @@ class Choices:
     device: str = "auto"
     seq_len: str | None = None
     passes: int | None = None
+    warmup: int | None = None
     preset: str | None = None
     sets: list[str] = field(default_factory=list)
     notes: str = ""
@@ -231,6 +232,8 @@ def build_plan(registry: Registry, choices: Choices) -> Plan:
     fixed_seq_lens = parse_seq_lens(choices.seq_len, choices.until_oom) if choices.seq_len else None
     if choices.passes is not None and choices.passes < 1:
         raise UsageError("--passes must be at least 1")
+    if choices.warmup is not None and choices.warmup < 0:
+        raise UsageError("--warmup must be 0 or more")
 
     cases: list[PlannedCase] = []
     skipped: list[tuple[str, str]] = []
@@ -275,12 +278,13 @@ def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, ra
             if problem:
                 raise UsageError(f"plugin {plugin.name}: --seq-len {n}: {problem}")
     passes = choices.passes or plugin.default_passes
+    warmup = plugin.default_warmup if choices.warmup is None else choices.warmup
     env = worker_env(plugin, device)
     group = f"{plugin.name}/{mode}/{preset}/{json.dumps(settings, sort_keys=True, default=str)}"
     planned = []
     for n in seq_lens:
-        case = Case(plugin=plugin.name, mode=mode, seq_len=n, device=device.name, passes=passes, preset=preset,
-                    settings=dict(settings), notes=choices.notes)
+        case = Case(plugin=plugin.name, mode=mode, seq_len=n, device=device.name, passes=passes, warmup=warmup,
+                    preset=preset, settings=dict(settings), notes=choices.notes)
         planned.append(PlannedCase(plugin, case, _case_id(start_index + len(planned), plugin.name, mode, n, preset,
                                                           settings), group, env))
     return planned

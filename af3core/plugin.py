@@ -52,6 +52,9 @@ class Plugin:
     # Quick defaults used by a bare ``af3 bench``; keyed by device type ("cpu", "cuda", ...).
     default_seq_lens: Mapping[str, Sequence[int]] = field(default_factory=lambda: {"cpu": (32,), "cuda": (256,)})
     default_passes: int = 3
+    # Passes run after compile() and left out of the statistics (first executions that still pay
+    # one-time costs, e.g. a JAX executable's first run); --warmup overrides.
+    default_warmup: int = 0
     settings: Mapping[str, Setting] = field(default_factory=dict)
     # Named bundles of settings; ``default_preset`` applies when --preset is not given.
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -17,7 +17,7 @@ META_FILE = "meta.json"
 # Leading columns of summary.csv, in order; extra numeric figures a runner reports follow.
 SUMMARY_COLUMNS = [
     "run_id", "case_id", "plugin", "plugin_kind", "mode", "preset", "seq_len", "device", "settings", "status",
-    "n_ok", "n_failed", "min_ms", "median_ms", "p95_ms", "mean_ms", "stdev_ms", "compile_ms", "setup_ms",
+    "n_ok", "n_failed", "n_warmup", "min_ms", "median_ms", "p95_ms", "mean_ms", "stdev_ms", "compile_ms", "setup_ms",
     "nvml_peak_gpu_bytes", "framework", "framework_peak_bytes", "worker_peak_rss_bytes", "sampled_peak_rss_bytes",
     "error", "notes", "plugin_version", "engine_source_version", "host", "gpu_name", "driver", "python",
     "torch_version", "jax_version", "triton_version", "af3bench_version", "af3bench_commit", "env",
@@ -56,6 +56,7 @@ class ResultWriter:
             "settings": case.settings,
             "notes": case.notes,
             "pass_index": row["pass_index"],
+            "warmup": row.get("warmup", False),
             "start_ts": row["start_ts"],
             "elapsed_ms": row["elapsed_ms"],
             "wall_ms": row["wall_ms"],
@@ -109,7 +110,7 @@ def _extra_medians(result: CaseResult) -> dict[str, float]:
     """Median of each numeric figure a runner added to its passes (floor_ms, fraction_of_floor...)."""
     values: dict[str, list[float]] = {}
     for p in result.passes:
-        if not p.get("ok"):
+        if not p.get("ok") or p.get("warmup"):
             continue
         for key, value in (p.get("extra") or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -121,6 +122,7 @@ def summary_row(result: CaseResult, run_id: str, host: dict[str, Any], source_ve
     case = result.planned.case
     n_ok = len(result.ok_times)
     n_failed = sum(1 for p in result.passes if not p.get("ok"))
+    n_warmup = sum(1 for p in result.passes if p.get("warmup"))
     memory = result.memory
     return {
         "run_id": run_id,
@@ -135,6 +137,7 @@ def summary_row(result: CaseResult, run_id: str, host: dict[str, Any], source_ve
         "status": result.status,
         "n_ok": n_ok,
         "n_failed": n_failed,
+        "n_warmup": n_warmup,
         **_stats(result.ok_times),
         "compile_ms": result.compile_ms,
         "setup_ms": result.setup_ms,

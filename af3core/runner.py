@@ -5,6 +5,8 @@ The worker calls, in order::
     runner = RunnerClass(case)      # cheap
     info = runner.setup()           # build model and inputs (timed as setup_ms, not compile)
     runner.compile()                # first call: lowering, XLA/Triton compilation, warm-up (compile_ms)
+    for i in range(case.warmup):    # optional warm-up passes, recorded but left out of statistics
+        runner.step()
     for i in range(case.passes):
         extra = runner.step()       # one steady-state pass; must synchronise the device itself
     runner.peak_memory()            # the framework's own peak figures
@@ -38,6 +40,7 @@ class Case:
     seq_len: int
     device: str  # "cpu", "cuda", "cuda:1", "mps"
     passes: int = 3
+    warmup: int = 0  # untimed-for-statistics passes between compile and the timed passes
     preset: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     notes: str = ""

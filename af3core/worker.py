@@ -105,8 +105,11 @@ def run_case(runner_path: str, case: Case) -> int:
 
     phase = "pass"
     failed = 0
-    for index in range(case.passes):
-        _send({"type": "phase", "phase": "pass", "pass_index": index})
+    # Warm-up passes run after compile and before the timed ones; their rows say warmup=true and
+    # the statistics leave them out (first executions can pay one-time costs compile() did not).
+    schedule = [(True, i) for i in range(case.warmup)] + [(False, i) for i in range(case.passes)]
+    for warmup, index in schedule:
+        _send({"type": "phase", "phase": "warmup" if warmup else "pass", "pass_index": index})
         start_ts = time.time()
         t0 = time.perf_counter()
         try:
@@ -116,13 +119,13 @@ def run_case(runner_path: str, case: Case) -> int:
             wall_ms = (time.perf_counter() - t0) * 1e3
             failed += 1
             err = _error_message(phase, exc)
-            _send({"type": "pass", "pass_index": index, "start_ts": start_ts, "elapsed_ms": None,
-                   "wall_ms": wall_ms, "ok": False, "extra": {}, **err})
+            _send({"type": "pass", "pass_index": index, "warmup": warmup, "start_ts": start_ts,
+                   "elapsed_ms": None, "wall_ms": wall_ms, "ok": False, "extra": {}, **err})
             if err["error_kind"] in ("oom", "user") or isinstance(exc, KeyboardInterrupt):
                 break  # the next pass would fail the same way
             continue
         elapsed_ms = extra.pop("elapsed_ms", wall_ms)
-        _send({"type": "pass", "pass_index": index, "start_ts": start_ts, "elapsed_ms": elapsed_ms,
+        _send({"type": "pass", "pass_index": index, "warmup": warmup, "start_ts": start_ts, "elapsed_ms": elapsed_ms,
                "wall_ms": wall_ms, "ok": True, "error": "", "error_kind": "", "extra": extra})
     _send_memory(runner, case)
     try:

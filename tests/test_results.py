@@ -70,3 +70,19 @@ def test_ctrl_c_keeps_rows_writes_summary_and_exits_130(af3, tmp_path):
         [case] = list(csv.DictReader(f))  # the second size never started
     assert case["status"] == "interrupted" and int(case["n_ok"]) >= 3
     assert json.loads((out / "meta.json").read_text())["interrupted"] is True
+
+
+def test_warmup_passes_are_recorded_but_left_out_of_statistics(af3, tmp_path):
+    out = tmp_path / "warm"
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8", "--passes", "3",
+                   "--warmup", "2", "--out", str(out), "--plain")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (out / "testplugin.jsonl").read_text().splitlines()]
+    assert [(r["warmup"], r["pass_index"]) for r in rows] == [(True, 0), (True, 1), (False, 0), (False, 1),
+                                                              (False, 2)]
+    with open(out / "summary.csv") as f:
+        [case] = list(csv.DictReader(f))
+    assert (case["n_ok"], case["n_warmup"], case["status"]) == ("3", "2", "ok")
+    timed = [r["elapsed_ms"] for r in rows if not r["warmup"]]
+    assert float(case["median_ms"]) == statistics.median(timed)
+    assert float(case["min_ms"]) == min(timed)
