@@ -61,14 +61,14 @@ fi
 
 if has kernel-table; then
   log "kernel side-by-side table (one process: every implementation, events and CUDA-graph timing)"
-  python3 plugins/af3_kernels/bench/bench_msa_pwa.py --impls fused,fused_heads,torch,seed --graph --budget-s 150 \
+  python3 plugins/af3_kernels/bench/bench_msa_pwa.py --impls fused,torch,seed --graph --budget-s 150 \
     --out "$RUNS/bench_msa_pwa.jsonl" 2>&1 | tee "$RUNS/bench_msa_pwa.txt" | tail -n 40
   archive
 fi
 
 if has kernel-harness; then
   # A few kernel cases through the harness itself (each its own worker), timed from a CUDA graph.
-  for impl in fused fused_heads torch; do
+  for impl in fused torch; do
     bench "k-fwd-bf16-$impl-graph" --plugin kernels --mode fwd --seq-len 384 --set impl=$impl --set dtype=bf16 \
       --set S=128 --set C=8 --set timing=graph --passes 3
   done
