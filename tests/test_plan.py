@@ -84,3 +84,17 @@ def test_devices():
         assert pinned.name == "cuda" and pinned.visible_devices is not None
         with pytest.raises(UsageError, match="visible"):
             resolve_device(f"cuda:{gpu.device_count()}")
+
+
+def test_plugin_without_quick_default_on_a_device_is_left_out_of_bare_runs():
+    from af3core.plan import Choices, build_plan
+    from af3core.plugins import Registry
+
+    gpu_only = Plugin(name="k", kind=ENGINE, runner="x:y", default_seq_lens={"cuda": (384,)})
+    anywhere = Plugin(name="e", kind=ENGINE, runner="x:y")
+    registry = Registry({"k": gpu_only, "e": anywhere}, [])
+    plan = build_plan(registry, Choices(device="cpu"))
+    assert [c.case.plugin for c in plan.cases] == ["e"]
+    assert plan.skipped[0][0] == "k" and "--seq-len" in plan.skipped[0][1]
+    named = build_plan(registry, Choices(plugins=["k"], device="cpu"))
+    assert [c.case.seq_len for c in named.cases] == [384]
