@@ -8,7 +8,9 @@ import pytest
 
 from af3core import Case, CaseError
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
+CUDA = torch.cuda.is_available()
+HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
 def collect_plugins():
@@ -37,19 +39,19 @@ def test_entry_point_declared():
     assert eps[0].value == "af3_kernels.plugin"
 
 
-def run_case(mode, impl, **settings):
+def run_case(mode, impl, device="cpu", **settings):
     from af3_kernels.runner import KernelRunner
 
     base = dict(impl=impl, dtype="fp32", S=3, H=2, C=5, reps=2)
     base.update(settings)
-    runner = KernelRunner(Case(plugin="kernels", mode=mode, seq_len=20, device="cpu", settings=base))
+    runner = KernelRunner(Case(plugin="kernels", mode=mode, seq_len=20, device=device, settings=base))
     facts = runner.setup()
     compiled = runner.compile()
     row = runner.step()
     return facts, compiled, row, runner
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="fused needs triton")
+@pytest.mark.skipif(not HAS_TRITON, reason="fused needs triton")
 @pytest.mark.parametrize("mode", ["fwd", "bwd", "fwdbwd"])
 def test_fused_rows_on_cpu(mode):
     if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
@@ -57,6 +59,8 @@ def test_fused_rows_on_cpu(mode):
                     "(the harness runs each case in a fresh process); set it in the environment")
     facts, compiled, row, _ = run_case(mode, "fused", mask=True)
     assert facts["triton_interpret"] is True
+    # timing defaults to events and is recorded both in the setup facts and in every pass row
+    assert facts["timing"] == "events" and row["timing"] == "events"
     assert facts["floor_ms"] > 0 and facts["floor_bound"] in ("memory", "fma", "tensor", "exp")
     # fp32: the kernel agrees with float64 about as well as eager fp32 does
     assert compiled["output_finite"]
@@ -95,3 +99,82 @@ def test_floors_match_anchors():
     for (S, R, C, dtype), (us, bound) in cases.items():
         f = msa_pwa_floor("fwd", 1, S, R, 8, C, dtype)
         assert f.bound == bound and abs(f.seconds * 1e6 - us) < 0.1, (S, R, C, dtype, f)
+
+
+# -- the timing setting: events (default) or graph (CUDA-graph replays, GPU time only) ----------
+
+
+@pytest.mark.parametrize("settings,mode,message", [
+    (dict(timing="wallclock"), "fwd", "timing must be"),
+    (dict(timing="graph"), "fwd", "CUDA" if not CUDA else None),
+    (dict(timing="graph"), "fwdbwd", "CUDA" if not CUDA else None),
+    (dict(timing="graph"), "bwd", "CUDA" if not CUDA else "not bwd"),
+])
+def test_timing_setting_errors(settings, mode, message):
+    """timing=graph needs CUDA (on a CPU it is a case error, not a silent fallback to events)
+    and cannot time bwd (its untimed forward would have to sit outside the graph)."""
+    from af3_kernels.runner import KernelRunner
+
+    if message is None:
+        pytest.skip("timing=graph is valid for fwd and fwdbwd on a CUDA GPU")
+    runner = KernelRunner(Case(plugin="kernels", mode=mode, seq_len=8, device="cuda" if CUDA else "cpu",
+                               settings=dict(impl="fused", **settings)))
+    with pytest.raises(CaseError, match=message):
+        runner.setup()
+
+
+def test_graph_on_cpu_fails_before_any_work():
+    """Validation comes first: no inputs are allocated and triton is not needed for the error."""
+    from af3_kernels.runner import KernelRunner
+
+    runner = KernelRunner(Case(plugin="kernels", mode="fwd", seq_len=8, device="cpu",
+                               settings=dict(impl="fused", timing="graph")))
+    with pytest.raises(CaseError, match="timing=graph"):
+        runner.setup()
+    assert not hasattr(runner, "v")
+
+
+@pytest.mark.parametrize("timing", ["events", "graph"])
+def test_timing_recorded_in_rows(timing):
+    """The chosen timing is in the facts and in every pass row (CPU: events only; graph on a GPU)."""
+    if timing == "graph" and not CUDA:
+        pytest.skip("timing=graph needs a CUDA GPU (its CPU case error is tested above)")
+    facts, _, row, _ = run_case("fwd", "torch", device="cuda" if CUDA else "cpu", timing=timing)
+    assert facts["timing"] == timing and row["timing"] == timing
+    assert row["elapsed_ms"] > 0 and row["reps"] == 2
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.skipif(not HAS_TRITON, reason="fused needs triton")
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+@pytest.mark.parametrize("impl", ["fused", "torch"])
+def test_graph_timing_on_gpu(mode, impl):
+    facts, compiled, row, _ = run_case(mode, impl, device="cuda", timing="graph", S=16, C=8, H=4)
+    assert facts["timing"] == "graph" and row["timing"] == "graph"
+    assert row["elapsed_ms"] > 0 and row["reps"] == 2 and row["min_ms"] <= row["elapsed_ms"]
+    assert compiled["max_abs_err"] <= 3 * compiled["eager_same_dtype_max_abs_err"] + 1e-6
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.skipif(not HAS_TRITON, reason="fused needs triton")
+def test_graph_replay_recomputes_from_current_inputs():
+    """The captured call replays on its captured tensors: inputs refilled outside the graph (as
+    the runner's ``before`` does) give the new result, not the captured one."""
+    from af3_kernels.ops.msa_pwa import msa_pair_weighted_averaging
+    from af3_kernels.reference import msa_pwa_reference
+    from af3_kernels.timing import time_cuda_graph
+
+    gen = torch.Generator("cuda").manual_seed(0)
+    kw = dict(device="cuda", dtype=torch.bfloat16, generator=gen)
+    v, g = (torch.randn((1, 16, 64, 8, 8), **kw) for _ in range(2))
+    b = torch.randn((1, 64, 64, 8), **kw)
+    outs = []
+
+    def call():
+        with torch.no_grad():
+            outs.append(msa_pair_weighted_averaging(v, b, g))
+
+    times = time_cuda_graph(call, 3, before=lambda: v.normal_(generator=gen))
+    assert len(times) == 3 and min(times) > 0
+    captured = outs[-1]  # the graph's output buffer, rewritten by every replay
+    torch.testing.assert_close(captured.float(), msa_pwa_reference(v, b, g).float(), rtol=2e-2, atol=2e-2)

@@ -1,7 +1,6 @@
 """The implementations a benchmark can compare, behind one call signature ``fn(v, b, g, mask)``.
 
-fused        this package's Triton kernel (ops/msa_pwa.py)
-fused_heads  the all-heads, single-launch forward (ops/msa_pwa_heads.py), msa_pwa's backward
+fused    this package's Triton kernel (ops/msa_pwa.py)
 torch    the eager reference (reference.py): softmax plus einsum
 compile  torch.compile of that reference
 seed     Ligo's own Triton kernel (src/models/components/msa_kernel.py), loaded by file path
@@ -13,9 +12,9 @@ import importlib.util
 import os
 from pathlib import Path
 
-IMPLS = ("fused", "fused_heads", "torch", "compile", "seed")
+IMPLS = ("fused", "torch", "compile", "seed")
 #: the implementations that are this package's Triton kernels (CPU: Triton's interpreter)
-TRITON_IMPLS = ("fused", "fused_heads")
+TRITON_IMPLS = ("fused",)
 LIGO_KERNEL = Path("src/models/components/msa_kernel.py")
 
 
@@ -67,13 +66,6 @@ def make(impl: str, *, precision: str = "ieee", p_mode: str = "auto"):
             return msa_pair_weighted_averaging(v, b, g, mask, precision=precision, p_mode=p_mode)
 
         return fused, {}
-    if impl == "fused_heads":
-        from af3_kernels.ops.msa_pwa_heads import msa_pair_weighted_averaging_heads
-
-        def fused_heads(v, b, g, mask):
-            return msa_pair_weighted_averaging_heads(v, b, g, mask, precision=precision, p_mode=p_mode)
-
-        return fused_heads, {}
     if impl == "torch":
         return msa_pwa_reference, {}
     if impl == "compile":

@@ -20,10 +20,9 @@ def _check() -> Availability:
 SETTINGS = {
     "kernel": Setting("msa_pwa", "which kernel: msa_pwa = MSA pair-weighted averaging (AF3 Alg. 10)",
                       choices=("msa_pwa",)),
-    "impl": Setting("fused", "fused (this Triton kernel), fused_heads (all heads per program, one "
-                             "launch forward), torch (eager reference), compile "
+    "impl": Setting("fused", "fused (this Triton kernel), torch (eager reference), compile "
                              "(torch.compile of it), seed (Ligo's Triton kernel, fp32, CUDA)",
-                    choices=("fused", "fused_heads", "torch", "compile", "seed")),
+                    choices=("fused", "torch", "compile", "seed")),
     "dtype": Setting("bf16", "element type of v, g, bias and out", choices=("bf16", "fp32", "fp16")),
     "S": Setting(128, "MSA rows (sequences)"),
     "H": Setting(8, "heads"),

@@ -1,12 +1,12 @@
 """Side-by-side benchmark of MSA pair-weighted averaging on one GPU: floor, fused, eager,
 torch.compile and Ligo's seed kernel, for the shapes of the kernel issue (B=1, H=8).
 
-    python plugins/af3_kernels/bench/bench_msa_pwa.py [--tune] [--memory] [--impls fused,fused_heads,torch,seed]
+    python plugins/af3_kernels/bench/bench_msa_pwa.py [--tune] [--memory] [--impls fused,torch,seed]
         [--reps 100] [--out results.jsonl] [--budget-s 300]
 
 Timing: CUDA events around each call only, L2 flushed before each repetition, median of --reps.
 --tune times a handful of block configurations of the fused kernels and applies the fastest.
---graph also times the fused and fused_heads forwards from a CUDA graph (GPU time without Python launch costs).
+--graph also times the fused forward from a CUDA graph (GPU time without Python launch costs).
 --memory compares peak memory of forward+backward across R and finds the largest R that fits.
 Every measurement is also written as one JSON line to --out.
 """
@@ -208,16 +208,14 @@ def table(args, flusher, budget, out):
                                            restore_b=name == "seed") * 1e3
                 except Exception as exc:
                     print(f"  {name} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
-            for name in ("fused", "fused_heads"):
-                if not (args.graph and direction == "fwd" and name in made):
-                    continue
+            if args.graph and direction == "fwd" and "fused" in made:
                 try:
-                    row[name + "_graph"] = bench_graph_fwd(made[name], v, b, g, args.reps, flusher) * 1e3
+                    row["fused_graph"] = bench_graph_fwd(made["fused"], v, b, g, args.reps, flusher) * 1e3
                 except Exception as exc:
-                    print(f"  {name} (CUDA graph) failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+                    print(f"  fused (CUDA graph) failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
             errs = {}
             if direction == "fwd":
-                for name in ("fused", "fused_heads", "torch", "fused_tf32x3"):
+                for name in ("fused", "torch", "fused_tf32x3"):
                     fn = made.get(name) or extra.get(name)
                     if fn is not None and name in row:
                         errs[name] = error_vs_float64(fn, v, b, g)
@@ -226,9 +224,8 @@ def table(args, flusher, budget, out):
             if "fused" in row:
                 line += f" {row['fused'] / (floor.seconds * 1e6):11.2f}"
                 line += f" {row['torch'] / row['fused']:11.2f}" if "torch" in row else ""
-            for name in ("fused", "fused_heads"):
-                if name + "_graph" in row:
-                    line += f"  ({name} from a CUDA graph {row[name + '_graph']:.1f} us)"
+            if "fused_graph" in row:
+                line += f"  (fused from a CUDA graph {row['fused_graph']:.1f} us)"
             if "fused_tf32x3" in row:
                 line += f"  (fused tf32x3 {row['fused_tf32x3']:.1f} us)"
             print(line, flush=True)
@@ -286,7 +283,7 @@ def memory(args, budget, out, dtype="bf16", S=128, C=8):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--impls", default="fused,fused_heads,torch,seed")
+    ap.add_argument("--impls", default="fused,torch,seed")
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--memory", action="store_true")
