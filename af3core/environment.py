@@ -36,19 +36,35 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    """The af3-bench checkout's commit, with '-dirty' when it has uncommitted changes."""
+def git_commit(path: Path | None = None, short: int = 12) -> str | None:
+    """The commit of the git checkout at ``path`` (default: af3-bench's own), '-dirty' when it has
+    uncommitted changes; None when git or the checkout is missing."""
     path = path or Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=path, capture_output=True,
-                                text=True, timeout=5)
+        commit = subprocess.run(["git", "-C", str(path), "rev-parse", f"--short={short}", "HEAD"],
+                                capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+#: A file an exported (git-less) engine source may carry with the commit it was exported from.
+COMMIT_MARKER = ".af3bench_commit"
+
+
+def source_commit(root: Path) -> str | None:
+    """The commit of an engine source tree: its marker file, else its own git checkout (never the
+    checkout of a folder above it, such as af3-bench's own for third_party/)."""
+    marker = root / COMMIT_MARKER
+    if marker.is_file() and marker.read_text().strip():
+        return marker.read_text().strip()
+    if (root / ".git").exists():
+        return git_commit(root, short=7)
+    return None
 
 
 def host_facts() -> dict[str, Any]:

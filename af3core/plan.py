@@ -242,7 +242,7 @@ def build_plan(registry: Registry, choices: Choices) -> Plan:
         plugin = registry.plugins[name]
         try:
             cases.extend(_plan_plugin(plugin, availability[name], choices, device, raw_sets, fixed_seq_lens,
-                                      start_index=len(cases), explicit=bool(explicit)))
+                                      start_index=len(cases)))
         except UsageError as exc:
             if explicit:
                 raise
@@ -257,7 +257,7 @@ def build_plan(registry: Registry, choices: Choices) -> Plan:
 
 
 def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, raw_sets, fixed_seq_lens,
-                 start_index: int, explicit: bool) -> list[PlannedCase]:
+                 start_index: int) -> list[PlannedCase]:
     if not available.ok:
         fix = f"; {available.fix}" if available.fix else ""
         raise UsageError(f"plugin {plugin.name} cannot run here: {available.reason}{fix}")
@@ -269,13 +269,9 @@ def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, ra
     preset, settings = resolve_settings(plugin, choices.preset, raw_sets)
     seq_lens = fixed_seq_lens or list(plugin.default_seq_lens.get(device.type) or ())
     if not seq_lens:
-        # A plugin with no quick default for this device (e.g. Triton kernels on a CPU, where they
-        # run in Triton's slow interpreter) is left out of bare runs; asked for by name, it runs at
-        # its first default size.
-        if not explicit:
-            raise UsageError(f"plugin {plugin.name} has no quick default on {device.type}; run it with "
-                             f"--plugin {plugin.name} --seq-len N")
-        seq_lens = list(next(iter(plugin.default_seq_lens.values())))
+        # No quick default for this device (e.g. Triton kernels on a CPU, where they run in
+        # Triton's slow interpreter): bare runs leave the plugin out; a named run needs --seq-len.
+        raise UsageError(f"plugin {plugin.name} has no default size on {device.type}: give --seq-len")
     if plugin.check_seq_len is not None:
         for position, n in enumerate(seq_lens):
             problem = plugin.check_seq_len(n)

@@ -50,7 +50,7 @@ class Plugin:
     modes: Sequence[str] = ("toy", "trunk", "full")
     default_mode: str = "trunk"
     # Quick defaults used by a bare ``af3 bench``; keyed by device type ("cpu", "cuda", ...). A device
-    # type left out keeps the plugin out of bare runs there (it still runs when named).
+    # type left out keeps the plugin out of bare runs there (named, it needs --seq-len).
     default_seq_lens: Mapping[str, Sequence[int]] = field(default_factory=lambda: {"cpu": (32,), "cuda": (256,)})
     default_passes: int = 3
     # Passes run after compile() and left out of the statistics (first executions that still pay

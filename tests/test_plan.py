@@ -96,5 +96,7 @@ def test_plugin_without_quick_default_on_a_device_is_left_out_of_bare_runs():
     plan = build_plan(registry, Choices(device="cpu"))
     assert [c.case.plugin for c in plan.cases] == ["e"]
     assert plan.skipped[0][0] == "k" and "--seq-len" in plan.skipped[0][1]
-    named = build_plan(registry, Choices(plugins=["k"], device="cpu"))
-    assert [c.case.seq_len for c in named.cases] == [384]
+    with pytest.raises(UsageError, match="no default size on cpu"):
+        build_plan(registry, Choices(plugins=["k"], device="cpu"))
+    named = build_plan(registry, Choices(plugins=["k"], device="cpu", seq_len="16"))
+    assert [c.case.seq_len for c in named.cases] == [16]

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from af3core.environment import COMMIT_MARKER, source_commit
 
 ENV_VAR = "AF3_DEEPMIND_SRC"
 PINNED_COMMIT = "c0f97ed"
 REPO_URL = "https://github.com/google-deepmind/alphafold3"
 THIRD_PARTY = Path("third_party") / "alphafold3_deepmind"
 #: Written next to an exported (``git archive``) tree, which has no ``.git`` to ask.
-COMMIT_FILE = ".af3bench_commit"
+COMMIT_FILE = COMMIT_MARKER
 FIX = (
     f"set {ENV_VAR} or clone {REPO_URL} at {PINNED_COMMIT} into third_party/alphafold3_deepmind "
     f"(git clone {REPO_URL} third_party/alphafold3_deepmind && "
@@ -59,30 +60,8 @@ def _repo_root_of_plugin() -> Path:
     return Path(__file__).resolve().parents[3]  # af3_deepmind/ -> plugins/af3_deepmind -> plugins -> repo
 
 
-def _git_commit(root: Path) -> str | None:
-    marker = root / COMMIT_FILE
-    if marker.is_file():
-        text = marker.read_text().strip()
-        if text:
-            return text
-    if (root / ".git").exists():
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "--short=7", "HEAD"],
-                capture_output=True, text=True, timeout=10, check=True,
-            )
-            dirty = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=10,
-            )
-            return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-        except (OSError, subprocess.SubprocessError):
-            return None
-    return None
-
-
 def _version_of(src: Path) -> str:
-    commit = _git_commit(src.parent) or _git_commit(src)
+    commit = source_commit(src.parent) or source_commit(src)
     if commit:
         return f"git:{commit}"
     version_file = src / "alphafold3" / "version.py"

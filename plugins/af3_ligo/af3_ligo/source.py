@@ -11,16 +11,17 @@ installed-package fallback.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from af3core.environment import COMMIT_MARKER, source_commit
 
 ENV_VAR = "AF3_LIGO_SRC"
 PINNED_COMMIT = "621531e"
 REPO_URL = "https://github.com/Ligo-Biosciences/AlphaFold3"
 THIRD_PARTY = Path("third_party") / "alphafold3_ligo"
 #: Written next to an exported (``git archive``) tree, which has no ``.git`` to ask.
-COMMIT_FILE = ".af3bench_commit"
+COMMIT_FILE = COMMIT_MARKER
 #: The two files the plugin needs: the model and the configuration it is built from.
 MODEL_FILE = Path("src") / "models" / "model.py"
 CONFIG_FILE = Path("configs") / "model" / "alphafold3.yaml"
@@ -58,30 +59,8 @@ def _repo_root_of_plugin() -> Path:
     return Path(__file__).resolve().parents[3]  # af3_ligo/ -> plugins/af3_ligo -> plugins -> repo
 
 
-def _git_commit(root: Path) -> str | None:
-    marker = root / COMMIT_FILE
-    if marker.is_file():
-        text = marker.read_text().strip()
-        if text:
-            return text
-    if (root / ".git").exists():
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "--short=7", "HEAD"],
-                capture_output=True, text=True, timeout=10, check=True,
-            )
-            dirty = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=10,
-            )
-            return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-        except (OSError, subprocess.SubprocessError):
-            return None
-    return None
-
-
 def version_of(root: Path) -> str:
-    commit = _git_commit(root)
+    commit = source_commit(root)
     return f"git:{commit}" if commit else "unknown"
 
 
