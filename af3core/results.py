@@ -69,6 +69,7 @@ class ResultWriter:
             "nvml_peak_gpu_bytes_so_far": result.nvml_peak_bytes,
             "sampled_peak_rss_bytes_so_far": result.rss_peak_bytes,
             "worker_pid": result.hello.get("pid"),
+            "worker_python": result.hello.get("executable"),
             "worker_versions": result.hello.get("versions"),
             "env": recorded_env(planned.env),
             "info": info,

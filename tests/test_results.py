@@ -86,3 +86,31 @@ def test_warmup_passes_are_recorded_but_left_out_of_statistics(af3, tmp_path):
     timed = [r["elapsed_ms"] for r in rows if not r["warmup"]]
     assert float(case["median_ms"]) == statistics.median(timed)
     assert float(case["min_ms"]) == min(timed)
+
+
+def test_a_plugin_can_run_under_another_interpreter(af3, tmp_path):
+    """AF3_PYTHON_<NAME> picks the worker's interpreter (an engine's own virtual environment)."""
+    import sys
+
+    wrapper = tmp_path / "python-for-testplugin"
+    wrapper.write_text(f"#!/bin/sh\nexport AF3_TESTPLUGIN_ENV=via-wrapper\nexec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    out = tmp_path / "other-python"
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--passes", "1", "--out", str(out),
+                   AF3_PYTHON_TESTPLUGIN=str(wrapper))
+    assert proc.returncode == 0, proc.stderr
+    [row] = [json.loads(line) for line in (out / "testplugin.jsonl").read_text().splitlines()]
+    assert row["info"]["env_seen"] == "via-wrapper" and row["worker_python"] == sys.executable
+
+
+def test_an_interpreter_without_af3_needs_is_a_clear_failure(af3, tmp_path):
+    bare = tmp_path / "bare-python"
+    bare.write_text("#!/bin/sh\nexec /usr/bin/env -i python3 -I \"$@\"\n")  # no venv, no PYTHONPATH
+    bare.chmod(0o755)
+    out = tmp_path / "bare"
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--passes", "1", "--out", str(out),
+                   AF3_PYTHON_TESTPLUGIN=str(bare))
+    assert proc.returncode == 1
+    with open(out / "summary.csv") as f:
+        [case] = list(csv.DictReader(f))
+    assert case["status"] == "crashed" and "exited with code" in case["error"]  # and the log tail says why
