@@ -23,12 +23,21 @@ fi
 
 echo "af3-bench setup: virtual environment in $VENV" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install --quiet --upgrade pip setuptools wheel
+LOG="$VENV/setup.log"
+: > "$LOG"
+pip_install() {  # pip's chatter goes to the log; its end is shown if it fails
+  if ! "$VENV/bin/python" -m pip --disable-pip-version-check install --quiet "$@" >>"$LOG" 2>&1; then
+    tail -n 30 "$LOG" >&2
+    echo "af3-bench setup: pip install $* failed (full log: $LOG)" >&2
+    exit 1
+  fi
+}
+echo "af3-bench setup: installing packages (log: $LOG)" >&2
+pip_install --upgrade pip setuptools wheel
 # torch first and pinned: later requirements that merely name torch are then already satisfied.
-"${PIP[@]}" install --quiet "$TORCH_SPEC"
-"${PIP[@]}" install --quiet "$JAX_SPEC" -r scripts/requirements.txt
-"${PIP[@]}" install --quiet --no-build-isolation -e . -e plugins/af3_kernels -e plugins/af3_ligo -e plugins/af3_deepmind
+pip_install "$TORCH_SPEC"
+pip_install "$JAX_SPEC" -r scripts/requirements.txt
+pip_install --no-build-isolation -e . -e plugins/af3_kernels -e plugins/af3_ligo -e plugins/af3_deepmind
 
 # Engine sources are not on the package index: clone them at the pinned commits when GitHub answers.
 clone() {  # dir url commit
