@@ -175,9 +175,13 @@ class Choices:
     until_oom: bool = False
 
 
-def resolve_settings(plugin: Plugin, preset: str | None, raw: Mapping[str, str]) -> tuple[str | None, dict[str, Any]]:
+def resolve_settings(plugin: Plugin, preset: str | None, raw: Mapping[str, str],
+                     device_type: str = "cpu") -> tuple[str | None, dict[str, Any]]:
     """Setting defaults, then the preset's values, then --set. Raises UsageError naming the problem."""
-    preset = preset if preset is not None else plugin.default_preset
+    if preset is None:
+        preset = plugin.default_preset
+        if isinstance(preset, Mapping):  # a default preset per device type
+            preset = preset.get(device_type)
     settings: dict[str, Any] = {key: s.default for key, s in plugin.settings.items()}
     if preset is not None:
         if preset not in plugin.presets:
@@ -266,7 +270,7 @@ def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, ra
     mode = choices.mode or plugin.default_mode
     if mode not in plugin.modes:
         raise UsageError(f"plugin {plugin.name}: unknown mode {mode!r} (modes: {', '.join(plugin.modes)})")
-    preset, settings = resolve_settings(plugin, choices.preset, raw_sets)
+    preset, settings = resolve_settings(plugin, choices.preset, raw_sets, device.type)
     seq_lens = fixed_seq_lens or list(plugin.default_seq_lens.get(device.type) or ())
     if not seq_lens:
         # No quick default for this device (e.g. Triton kernels on a CPU, where they run in

@@ -57,9 +57,10 @@ class Plugin:
     # one-time costs, e.g. a JAX executable's first run); --warmup overrides.
     default_warmup: int = 0
     settings: Mapping[str, Setting] = field(default_factory=dict)
-    # Named bundles of settings; ``default_preset`` applies when --preset is not given.
+    # Named bundles of settings; ``default_preset`` applies when --preset is not given: one name, or
+    # a name per device type ({"cpu": "smoke"}: quick defaults that suit the device).
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    default_preset: str | None = None
+    default_preset: str | Mapping[str, str] | None = None
     devices: Sequence[str] = ("cpu", "cuda")
     # Cheap check (no heavy imports): engine source present, etc.
     check: Callable[[], Availability] | None = None

@@ -62,6 +62,14 @@ def test_bad_settings(preset, sets, match):
         resolve_settings(PLUGIN, preset, sets)
 
 
+def test_default_preset_per_device_type():
+    plugin = Plugin(name="k", kind=ENGINE, runner="x:y", settings={"S": Setting(128)},
+                    presets={"smoke": {"S": 4}}, default_preset={"cpu": "smoke"})
+    assert resolve_settings(plugin, None, {}, "cpu") == ("smoke", {"S": 4})
+    assert resolve_settings(plugin, None, {}, "cuda") == (None, {"S": 128})
+    assert resolve_settings(plugin, None, {"S": "9"}, "cpu")[1] == {"S": 9}
+
+
 def test_plugin_validate_may_accept_extra_keys():
     plugin = Plugin(name="q", kind=ENGINE, runner="x:y", settings={"steps": Setting(1)},
                     validate=lambda s: [] if all(k == "steps" or k.startswith("config.") for k in s)

@@ -53,9 +53,11 @@ def register_plugins(register):
         description="Fused GPU kernels against their PyTorch references (--seq-len is R; the mode is the direction)",
         modes=("fwd", "bwd", "fwdbwd"),
         default_mode="fwd",
-        # No quick CPU default: there the kernels run in Triton's interpreter (minutes even at R=64),
-        # so a bare `af3 bench` on a CPU leaves them out; `--device cpu --seq-len R` still runs them.
-        default_seq_lens={"cuda": (384,)},
+        # On a CPU the Triton kernels run in Triton's interpreter (minutes at S=128, R=64), so the
+        # quick CPU default is a smoke run of a small shape (seconds), not a performance figure.
+        default_seq_lens={"cpu": (32,), "cuda": (384,)},
+        presets={"cpu-smoke": {"S": 4, "reps": 1}},
+        default_preset={"cpu": "cpu-smoke"},
         default_passes=3,
         settings=SETTINGS,
         devices=("cpu", "cuda"),
