@@ -23,10 +23,3 @@ def peak(framework: str, device: str) -> dict[str, Any]:
             return {"framework": "jax", "framework_peak_bytes": int(stats["peak_bytes_in_use"])}
     return {"framework": framework or None, "framework_peak_bytes": None}
 
-
-def sync(framework: str, device: str) -> None:
-    """Wait for queued device work (for runners that want a helper)."""
-    if framework == "torch" and device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
