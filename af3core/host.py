@@ -172,21 +172,26 @@ def run_case(planned: PlannedCase, log_dir: Path, timeout_s: float | None,
     error: dict[str, Any] | None = None
     try:
         while True:
+            # Checked on every message too: a worker that streams frames without end still times out.
+            if deadline is not None and time.monotonic() > deadline:
+                _kill_group(proc)
+                result.status = "timeout"
+                result.error = f"timed out after {timeout_s:g} s in phase {result.phase}"
+                break
             try:
                 kind, payload = messages.get(timeout=SAMPLE_INTERVAL_S)
             except queue.Empty:
                 sampler.sample()
                 on_update(result)
-                if deadline is not None and time.monotonic() > deadline:
-                    _kill_group(proc)
-                    result.status = "timeout"
-                    result.error = f"timed out after {timeout_s:g} s in phase {result.phase}"
-                    break
                 continue
             if kind == "message":
                 sampler.sample()  # at most every SAMPLE_INTERVAL_S: a psutil/NVML sweep costs tens of us
                 error = _handle(result, payload, on_row, error)
                 on_update(result)
+                if error is not None and error.get("error_kind") == "protocol":
+                    _kill_group(proc)  # a worker speaking another protocol version cannot be read further
+                    result.status, result.error = "protocol", error["error"]
+                    break
                 continue
             if kind == "protocol_error":
                 _kill_group(proc)
@@ -211,8 +216,8 @@ def _handle(result: CaseResult, message: dict[str, Any], on_row, error):
     kind = message["type"]
     if kind == "hello":
         if message.get("protocol") != protocol.PROTOCOL_VERSION:
-            raise_error = f"worker speaks protocol {message.get('protocol')}, host {protocol.PROTOCOL_VERSION}"
-            return {"error": raise_error, "error_kind": "protocol", "phase": "hello"}
+            text = f"worker speaks protocol {message.get('protocol')}, host {protocol.PROTOCOL_VERSION}"
+            return {"error": text, "error_kind": "protocol", "phase": "hello"}
         result.hello = message
     elif kind == "phase":
         result.phase = message.get("phase", result.phase)

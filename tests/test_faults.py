@@ -111,3 +111,13 @@ def test_until_oom_sweep_stops_and_records_the_largest_fit(af3, tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["largest_fit"][0]["largest_seq_len"] == 24
     assert "largest size that fits: 24" in proc.stdout
+
+
+def test_a_worker_that_never_stops_talking_still_times_out(af3, tmp_path):
+    out = tmp_path / "flood"
+    t0 = time.monotonic()
+    proc = bench(af3, out, passes=10_000_000, timeout=2)
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode == 1
+    [case] = summary(out)
+    assert case["status"] == "timeout" and int(case["n_ok"]) > 100  # it was streaming passes when stopped
