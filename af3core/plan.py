@@ -107,6 +107,15 @@ class Device:
     def label(self) -> str:
         return self.name if self.visible_devices is None else f"cuda:{self.visible_devices}"
 
+    @property
+    def gpu_name(self) -> str | None:
+        """NVML's name for the GPU the worker uses (NVML counts in PCI order; on hosts of mixed GPUs
+        set CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA counts the same way)."""
+        if self.type != "cuda":
+            return None
+        pinned = self.visible_devices or (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip()
+        return gpu.device_name(int(pinned)) if pinned.isdigit() else gpu.device_name(0)
+
 
 def _is_apple_silicon() -> bool:
     return sys.platform == "darwin" and os.uname().machine == "arm64"
@@ -149,6 +158,7 @@ class PlannedCase:
     case_id: str
     group: str  # cases differing only in seq_len share a group (the --until-oom unit)
     env: dict[str, str] = field(default_factory=dict)
+    gpu_name: str | None = None
 
 
 @dataclass
@@ -293,5 +303,5 @@ def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, ra
         case = Case(plugin=plugin.name, mode=mode, seq_len=n, device=device.name, passes=passes, warmup=warmup,
                     preset=preset, settings=dict(settings), notes=choices.notes)
         planned.append(PlannedCase(plugin, case, _case_id(start_index + len(planned), plugin.name, mode, n, preset,
-                                                          settings), group, env))
+                                                          settings), group, env, device.gpu_name))
     return planned
