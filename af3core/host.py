@@ -33,7 +33,8 @@ class CaseResult:
     phase: str = "starting"  # importing | setup | compile | pass | done
     pass_index: int | None = None
     hello: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # what setup() returned
+    compile_info: dict[str, Any] = field(default_factory=dict)  # what compile() returned
     setup_ms: float | None = None
     compile_ms: float | None = None
     passes: list[dict[str, Any]] = field(default_factory=list)  # the rows written
@@ -227,6 +228,7 @@ def _handle(result: CaseResult, message: dict[str, Any], on_row, error):
         result.info = message.get("info") or {}
     elif kind == "compile":
         result.compile_ms = message.get("compile_ms")
+        result.compile_info = message.get("extra") or {}
     elif kind == "pass":
         row = {k: message.get(k) for k in ("pass_index", "start_ts", "elapsed_ms", "wall_ms", "ok", "error",
                                            "error_kind")}

@@ -73,6 +73,7 @@ class ResultWriter:
             "worker_versions": result.hello.get("versions"),
             "env": recorded_env(planned.env),
             "info": info,
+            "compile_info": result.compile_info,
         }
         for key, value in (row.get("extra") or {}).items():
             full.setdefault(key, value)  # a runner's figures never overwrite the harness's own fields
@@ -107,8 +108,9 @@ def _stats(times: list[float]) -> dict[str, float | None]:
     }
 
 
-def _extra_medians(result: CaseResult) -> dict[str, float]:
-    """Median of each numeric figure a runner added to its passes (floor_ms, fraction_of_floor...)."""
+def _extra_figures(result: CaseResult) -> dict[str, float]:
+    """Numeric figures a runner reported: what compile() returned (errors, lowering time...) and the
+    median of each figure it added to its passes (floor_ms, fraction_of_floor...)."""
     values: dict[str, list[float]] = {}
     for p in result.passes:
         if not p.get("ok") or p.get("warmup"):
@@ -116,7 +118,11 @@ def _extra_medians(result: CaseResult) -> dict[str, float]:
         for key, value in (p.get("extra") or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values.setdefault(key, []).append(float(value))
-    return {key: statistics.median(v) for key, v in values.items() if key not in SUMMARY_COLUMNS}
+    figures = {key: statistics.median(v) for key, v in values.items() if key not in SUMMARY_COLUMNS}
+    for key, value in result.compile_info.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in SUMMARY_COLUMNS:
+            figures.setdefault(key, value)
+    return figures
 
 
 def summary_row(result: CaseResult, run_id: str, host: dict[str, Any], source_versions: dict) -> dict[str, Any]:
@@ -155,7 +161,7 @@ def summary_row(result: CaseResult, run_id: str, host: dict[str, Any], source_ve
                                     "triton_version", "af3bench_version", "af3bench_commit")},
         "gpu_name": result.planned.gpu_name,
         "env": json.dumps(recorded_env(result.planned.env), sort_keys=True),
-        **_extra_medians(result),
+        **_extra_figures(result),
     }
 
 

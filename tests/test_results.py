@@ -22,6 +22,7 @@ def test_rows_summary_and_meta(af3, tmp_path):
     assert rows[0]["settings"]["work_ms"] == 2.0 and rows[0]["engine_source_version"] == "test-1"
     assert rows[0]["env"]["AF3_TESTPLUGIN_ENV"] == "from-plugin"  # the plugin's environment reached the worker
     assert rows[0]["info"]["env_seen"] == "from-plugin"
+    assert rows[0]["compile_info"]["compile_only_ms"] == 1.5  # what compile() returned reaches every row
 
     with open(out / "summary.csv") as f:
         summary = list(csv.DictReader(f))
@@ -34,6 +35,7 @@ def test_rows_summary_and_meta(af3, tmp_path):
         assert s["n_ok"] == "5" and s["n_failed"] == "0" and s["status"] == "ok"
         assert float(s["compile_ms"]) > 0 and int(s["worker_peak_rss_bytes"]) > 10 * 2**20
         assert s["python"] and s["af3bench_version"] and s["host"]
+        assert float(s["compile_only_ms"]) == 1.5
 
     meta = json.loads((out / "meta.json").read_text())
     assert meta["command_line"][1:4] == ["bench", "--plugin", "testplugin"]
