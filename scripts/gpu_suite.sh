@@ -2,7 +2,10 @@
 # Every GPU check in one script, for a machine with an NVIDIA GPU and no network:
 #   bash scripts/gpu_suite.sh [SECTION...]
 # sections: tests harness kernel-table kernel-harness kernels sweeps deepmind ligo (default: all),
-# and dm-small-trunk / dm-small-full to run parts of the DeepMind section alone.
+# and dm-small-trunk / dm-small-full to run parts of the DeepMind section alone; kernel-tests (the
+# kernel test files in 8 parallel groups: Triton compilation dominates) and kernel-tune (block-size
+# sweep and per-kernel breakdown, tune_msa_pwa.py), kernel-memory (peak memory and largest R) and
+# ligo-tests (tests/test_ligo_gpu.py) run only when named.
 # The engine sections take their sub-sections from DM_SECTIONS (small default standalone) and
 # LIGO_SECTIONS (agreement impls oom; LIGO_IMPLS, LIGO_OOM_RANGE), so one suite can be split into
 # calls that each fit a time limit.
@@ -36,7 +39,11 @@ log "install af3-bench and plugins"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --upgrade --target "$SITE" \
   . plugins/af3_kernels plugins/af3_ligo plugins/af3_deepmind 2>&1 | grep -v "already exists" || true
 export PYTHONPATH=$SITE
-( while sleep 15; do archive; done ) &  # the engine scripts run long: keep the archive fresh
+( while sleep 15; do archive; done ) >/dev/null 2>&1 &  # the engine scripts run long: keep the archive fresh
+ARCHIVER=$!
+# Stop it on exit: it would otherwise hold the output pipe open and a caller piping this script's
+# output would wait forever.
+trap 'kill $ARCHIVER 2>/dev/null' EXIT
 AF3=(python3 -m af3core)
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 "${AF3[@]}" plugins
@@ -53,6 +60,38 @@ if has tests; then
   python3 -m pytest -q -rs -x tests 2>&1 | tail -n 25
 fi
 
+if has kernel-tests; then
+  log "kernel tests (CUDA), 8 parallel groups"
+  python3 -m pytest -q --collect-only -p no:cacheprovider tests/test_kernels_msa_pwa.py tests/test_kernels_runner.py \
+    2>/dev/null | grep '::' > "$RUNS/kernel_tests.ids"
+  pids=()
+  for k in 0 1 2 3 4 5 6 7; do
+    awk -v k=$k 'NR % 8 == k' "$RUNS/kernel_tests.ids" > "$RUNS/kernel_tests.$k.ids"
+    mapfile -t ids < "$RUNS/kernel_tests.$k.ids"  # one id per line: ids may contain spaces
+    [ ${#ids[@]} -gt 0 ] || continue
+    timeout 300 python3 -m pytest -q -rs -p no:cacheprovider "${ids[@]}" > "$RUNS/kernel_tests.$k.log" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"  # not a bare wait: the archiving loop runs in the background too
+  grep -h -E "passed|failed|error" "$RUNS"/kernel_tests.*.log | grep -v "^E " | tail -n 8
+  grep -h -E "^(FAILED|ERROR)" "$RUNS"/kernel_tests.*.log | head -n 20
+  archive
+fi
+
+if has kernel-tune; then
+  log "kernel block-size sweep and per-kernel breakdown (CUDA graphs)"
+  base=(); [ -f .scratch/baseline_msa_pwa.py ] && base=(--baseline .scratch/baseline_msa_pwa.py)
+  python3 plugins/af3_kernels/bench/tune_msa_pwa.py --out "$RUNS/tune_msa_pwa.jsonl" --budget-s ${TUNE_BUDGET_S:-240} \
+    --parts ${TUNE_PARTS:-fwd,fwdbwd,elementwise,profile} "${base[@]}" 2>&1 | tee "$RUNS/tune_msa_pwa.txt"
+  archive
+fi
+
+if has ligo-tests; then
+  log "Ligo GPU tests (harness vs bare loop within 3%; the MSA implementations agree)"
+  timeout 400 python3 -m pytest -m gpu -q -rs -s -p no:cacheprovider tests/test_ligo_gpu.py 2>&1 | tee "$RUNS/ligo_gpu_tests.txt" | tail -n 20
+  archive
+fi
+
 if has harness; then
   log "harness overhead"
   python3 scripts/harness_overhead.py --cuda --passes 3000 --out "$RUNS/harness_overhead.json"
@@ -61,7 +100,7 @@ fi
 
 if has kernel-table; then
   log "kernel side-by-side table (one process: every implementation, events and CUDA-graph timing)"
-  python3 plugins/af3_kernels/bench/bench_msa_pwa.py --impls fused,torch,seed --graph --budget-s 150 \
+  python3 plugins/af3_kernels/bench/bench_msa_pwa.py --impls fused,torch,seed --graph --budget-s ${KT_BUDGET_S:-200} \
     --out "$RUNS/bench_msa_pwa.jsonl" 2>&1 | tee "$RUNS/bench_msa_pwa.txt" | tail -n 40
   archive
 fi
@@ -72,8 +111,15 @@ if has kernel-harness; then
     bench "k-fwd-bf16-$impl-graph" --plugin kernels --mode fwd --seq-len 384 --set impl=$impl --set dtype=bf16 \
       --set S=128 --set C=8 --set timing=graph --passes 3
   done
-  bench "k-fwdbwd-fp32-fused-events" --plugin kernels --mode fwdbwd --seq-len 384 --set impl=fused \
-    --set dtype=fp32 --set S=128 --set C=8 --passes 3
+  bench "k-fwdbwd-fp32-fused-graph" --plugin kernels --mode fwdbwd --seq-len 384 --set impl=fused \
+    --set dtype=fp32 --set S=128 --set C=8 --set timing=graph --passes 3
+fi
+
+if has kernel-memory; then
+  log "kernel peak memory of fwd+bwd against R, and the largest R that fits (fused vs eager)"
+  python3 plugins/af3_kernels/bench/bench_msa_pwa.py --no-table --memory --budget-s ${KM_BUDGET_S:-60} \
+    --out "$RUNS/bench_msa_pwa_memory.jsonl" 2>&1 | tee "$RUNS/bench_msa_pwa_memory.txt" | tail -n 12
+  archive
 fi
 
 if has kernels; then

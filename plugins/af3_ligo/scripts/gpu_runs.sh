@@ -5,7 +5,8 @@
 # 1. harness vs bare loop, paper trunk at 256 tokens (must agree within 3%; anchor 1.83 s per pass);
 # 2. paper preset, fp32: trunk at 256, 512, 768 and full at 256 (anchor 10.5 s), for each MSA
 #    implementation (torch, seed, fused): median, compile, peak memory in summary.csv;
-# 3. the largest token count each implementation fits (trunk, 1 cycle: the peak is per cycle).
+# 3. the largest token count each implementation fits (trunk, 1 cycle: the peak is per cycle);
+# 4. (sub-section "full", only when named in LIGO_SECTIONS) full mode at 256 with more passes.
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 RUNS=${1:-gpu_out/runs}
@@ -34,6 +35,13 @@ has impls && for impl in ${LIGO_IMPLS:-torch seed fused}; do
   [ "$impl" = seed ] && extra=(--set check_finite=false)
   bench "ligo-trunk-$impl" --mode trunk --seq-len 256,512,768 --passes 3 --set msa_impl=$impl "${extra[@]}"
   bench "ligo-full-$impl" --mode full --seq-len 256 --passes 2 --set msa_impl=$impl "${extra[@]}"
+done
+
+# full mode alone with more passes (LIGO_FULL_PASSES): the 200-step sampling loop varies from pass to pass
+has full && for impl in ${LIGO_IMPLS:-torch seed fused}; do
+  extra=()
+  [ "$impl" = seed ] && extra=(--set check_finite=false)
+  bench "ligo-full-$impl-more" --mode full --seq-len 256 --passes ${LIGO_FULL_PASSES:-4} --set msa_impl=$impl "${extra[@]}"
 done
 
 has oom && for impl in ${LIGO_IMPLS:-torch seed fused}; do
