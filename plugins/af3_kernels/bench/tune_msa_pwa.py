@@ -1,0 +1,295 @@
+"""Block-size sweep and per-kernel time breakdown of the fused MSA pair-weighted averaging kernels,
+timed from CUDA graphs (GPU time only: at these sizes Python launch costs would hide the kernels).
+
+    python plugins/af3_kernels/bench/tune_msa_pwa.py [--out tune.jsonl] [--budget-s 300]
+        [--parts fwd,fwdbwd,profile] [--baseline path/to/older/msa_pwa.py]
+
+For each target shape of the kernel issue (B=1, H=8) and each operand layout ("flat": v read in
+place; "gemm": v copied to [B,H,R,S*C] first), every candidate configuration of the main kernel is
+timed (median of --reps graph replays, L2 flushed before each); the best is printed beside eager
+PyTorch replayed from a graph in the same process. --baseline times another copy of msa_pwa.py
+(e.g. the previous commit's) the same way, for a same-run ratio. The profile part lists each
+kernel's own GPU time for the best configuration (torch.profiler), so the time can be attributed.
+Every measurement is one JSON line in --out.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+
+import torch
+
+from af3_kernels import floors, timing
+from af3_kernels.ops import msa_pwa
+from af3_kernels.reference import msa_pwa_reference
+
+H, B = 8, 1
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+FWD_SHAPES = [("bf16", 128, 384, 8), ("bf16", 128, 384, 32), ("bf16", 128, 768, 32), ("bf16", 512, 768, 8),
+              ("fp32", 128, 384, 8)]
+FWDBWD_SHAPES = [("fp32", 128, 384, 8)]
+
+
+def cfg(i, j, n, w, s):
+    return dict(BLOCK_I=i, BLOCK_J=j, BLOCK_N=n, num_warps=w, num_stages=s)
+
+
+CANDIDATES = {
+    ("fwd", "tensor"): [cfg(128, 64, 128, 8, 3), cfg(128, 64, 64, 4, 3), cfg(64, 64, 128, 4, 3),
+                        cfg(64, 64, 64, 4, 3), cfg(128, 128, 64, 8, 3), cfg(128, 64, 256, 8, 3),
+                        cfg(64, 64, 256, 8, 3), cfg(128, 32, 128, 8, 4), cfg(64, 128, 128, 4, 2),
+                        cfg(128, 128, 128, 8, 2)],
+    ("fwd", "fma"): [cfg(64, 16, 64, 4, 3), cfg(64, 32, 64, 4, 2), cfg(32, 32, 64, 4, 2), cfg(64, 16, 128, 8, 3),
+                     cfg(128, 16, 64, 8, 3), cfg(64, 32, 128, 8, 2), cfg(32, 16, 64, 2, 3), cfg(128, 32, 128, 8, 2),
+                     cfg(64, 64, 64, 4, 2)],
+    ("dv", "fma"): [cfg(32, 64, 64, 4, 2), cfg(16, 64, 64, 4, 3), cfg(32, 64, 128, 8, 2), cfg(32, 128, 64, 8, 2),
+                    cfg(16, 32, 64, 2, 3), cfg(32, 64, 32, 4, 3)],
+    ("dbias", "fma"): [cfg(64, 64, 32, 4, 2), cfg(64, 64, 16, 4, 3), cfg(32, 64, 32, 4, 3), cfg(64, 128, 16, 8, 3),
+                       cfg(128, 64, 16, 8, 3), cfg(64, 32, 32, 4, 2)],
+    ("dv", "tensor"): [cfg(64, 64, 128, 4, 3), cfg(64, 64, 64, 4, 3), cfg(32, 64, 128, 4, 3), cfg(64, 128, 64, 8, 3)],
+    ("dbias", "tensor"): [cfg(128, 64, 32, 8, 2), cfg(64, 64, 32, 4, 3), cfg(64, 64, 64, 4, 3), cfg(128, 128, 32, 8, 3)],
+    ("fwd", "tensor-more"): [cfg(64, 32, 64, 4, 4), cfg(64, 64, 64, 4, 4), cfg(128, 64, 64, 4, 4), cfg(64, 64, 64, 8, 3),
+                             cfg(32, 64, 64, 4, 3), cfg(64, 64, 32, 4, 3), cfg(128, 64, 64, 8, 4), cfg(64, 128, 64, 4, 3)],
+    ("fwd", "fma-more"): [cfg(128, 16, 64, 8, 3), cfg(128, 32, 64, 8, 3), cfg(128, 16, 128, 8, 3), cfg(256, 16, 64, 8, 3),
+                          cfg(128, 16, 32, 4, 3), cfg(64, 16, 64, 4, 4), cfg(128, 8 * 2, 64, 4, 3), cfg(64, 32, 64, 4, 3)],
+    ("elementwise", None): [dict(BLOCK_I=32, BLOCK_N=128, num_warps=4), dict(BLOCK_I=16, BLOCK_N=256, num_warps=4),
+                            dict(BLOCK_I=64, BLOCK_N=64, num_warps=4), dict(BLOCK_I=8, BLOCK_N=512, num_warps=4),
+                            dict(BLOCK_I=64, BLOCK_N=128, num_warps=8)],
+}
+
+
+def inputs(dtype, S, R, C, grad=False, seed=0):
+    gen = torch.Generator("cuda").manual_seed(seed)
+    kw = dict(device="cuda", dtype=DTYPES[dtype], generator=gen)
+    v, g = torch.randn((B, S, R, H, C), **kw), torch.randn((B, S, R, H, C), **kw)
+    b = torch.randn((B, R, R, H), **kw)
+    if grad:
+        v, g, b = v.requires_grad_(), g.requires_grad_(), b.requires_grad_()
+    return v, b, g, torch.randn((B, S, R, H * C), **kw)
+
+
+def caller(fn, v, b, g, dout, direction):
+    if direction == "fwd":
+        def call():
+            with torch.no_grad():
+                return fn(v, b, g)
+    else:
+        def call():
+            return torch.autograd.grad(fn(v, b, g), (v, b, g), dout)
+    return call
+
+
+def graph_us(call, reps, flusher):
+    return timing.median(timing.time_cuda_graph(call, reps, flush=flusher)) * 1e3
+
+
+def fused(layout, precision="ieee", module=msa_pwa):
+    def fn(v, b, g):
+        if module is msa_pwa:
+            return module.msa_pair_weighted_averaging(v, b, g, precision=precision, layout=layout)
+        return module.msa_pair_weighted_averaging(v, b, g, precision=precision)
+    return fn
+
+
+def rel_err(fn, v, b, g):
+    with torch.no_grad():
+        ref = msa_pwa_reference(v.double(), b.double(), g.double())
+        return ((fn(v, b, g).double() - ref).abs().max() / ref.abs().max()).item()
+
+
+class Sweep:
+    def __init__(self, args):
+        self.args, self.flusher = args, timing.L2Flusher("cuda")
+        self.end = time.time() + args.budget_s
+
+    def emit(self, **record):
+        record = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, **record}
+        if self.args.out:
+            with open(self.args.out, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def time_configs(self, kernel, unit, call, tag):
+        """Best (us, config) of ``kernel``'s candidates, each timed with the others at their default."""
+        results = []
+        for c in CANDIDATES[(kernel, unit)]:
+            if time.time() > self.end:
+                break
+            msa_pwa.CONFIG_OVERRIDES[kernel] = c
+            try:
+                us = graph_us(call, self.args.reps, self.flusher)
+            except Exception as exc:  # e.g. a tile that does not fit in shared memory
+                print(f"    {tag} {kernel} {c}: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+                continue
+            finally:
+                msa_pwa.CONFIG_OVERRIDES.pop(kernel, None)
+            results.append((us, c))
+            self.emit(part="config", tag=tag, kernel=kernel, config=c, us=us)
+        results.sort(key=lambda r: r[0])
+        return results
+
+    def shape_row(self, direction, dtype, S, R, C):
+        tag = f"{direction} {dtype} S={S} R={R} C={C}"
+        v, b, g, dout = inputs(dtype, S, R, C, grad=direction != "fwd")
+        floor = floors.msa_pwa_floor(direction, B, S, R, H, C, dtype)
+        row = {"floor": floor.seconds * 1e6}
+        row["eager"] = graph_us(caller(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g, dout, direction),
+                                self.args.reps, self.flusher)
+        if self.args.baseline_module is not None:
+            try:
+                row["baseline"] = graph_us(caller(fused(None, module=self.args.baseline_module), v, b, g, dout, direction),
+                                           self.args.reps, self.flusher)
+            except Exception as exc:
+                print(f"  baseline failed: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
+        unit = "tensor" if dtype != "fp32" else "fma"
+        best = {}
+        for layout in ("flat", "gemm"):
+            call = caller(fused(layout), v, b, g, dout, direction)
+            if direction == "fwd":
+                res = self.time_configs("fwd", unit, call, f"{tag} {layout}")
+            else:  # backward kernels one at a time, the others at their defaults
+                res = []
+                for kernel in ("dv", "dbias"):
+                    part = self.time_configs(kernel, unit, call, f"{tag} {layout}")
+                    if part:
+                        msa_pwa.CONFIG_OVERRIDES[kernel] = part[0][1]
+                        res = part
+                for kernel in ("dv", "dbias"):
+                    msa_pwa.CONFIG_OVERRIDES.pop(kernel, None)
+            if res:
+                best[layout] = res[0]
+                row[layout] = res[0][0]
+                print(f"  {tag} {layout:4s}: " + ", ".join(f"{us:.1f}" for us, _ in res[:4]) + f"  best {res[0][1]}",
+                      flush=True)
+        if dtype == "fp32":
+            for prec in ("tf32x3", "tf32"):
+                row[f"gemm_{prec}"] = graph_us(caller(fused("gemm", prec), v, b, g, dout, direction),
+                                               self.args.reps, self.flusher)
+        if direction == "fwd":
+            row["err_gemm"] = rel_err(fused("gemm"), v, b, g)
+            row["err_eager"] = rel_err(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g)
+        print(f"{tag}: " + "  ".join(f"{k} {x:.3g}" for k, x in row.items()), flush=True)
+        self.emit(part="row", direction=direction, dtype=dtype, S=S, R=R, C=C, row=row,
+                  best={k: c for k, (_, c) in best.items()})
+        return best
+
+    def orientation(self):
+        """fp32 FMA path: dbias from n-major copies of dY' and v (FMA_DBIAS_NMAJOR) on and off, its
+        block sizes swept, and the forward's larger block sizes. (A forward reading P stored as
+        P[j, i], tried on the same run, was slower: 91 vs 77 us; docs/KERNELS.md.)"""
+        v, b, g, dout = inputs("fp32", 128, 384, 8)
+        res = self.time_configs("fwd", "fma-more", caller(fused("flat"), v, b, g, dout, "fwd"), "fwd fp32 flat")
+        print("  fwd fp32 128,384,8 flat (more configs): " + ", ".join(f"{us:.1f}" for us, _ in res[:4])
+              + (f"  best {res[0][1]}" if res else ""), flush=True)
+        self.emit(part="orientation", what="fwd", best=res[:1])
+        v, b, g, dout = inputs("fp32", 128, 384, 8, grad=True)
+        for layout in ("flat", "gemm"):
+            for nmajor in (False, True):
+                msa_pwa.FMA_DBIAS_NMAJOR = nmajor
+                call = caller(fused(layout), v, b, g, dout, "fwdbwd")
+                res = self.time_configs("dbias", "fma", call, f"fwdbwd fp32 {layout} NMAJOR={nmajor}")
+                print(f"  fwdbwd fp32 128,384,8 {layout} FMA_DBIAS_NMAJOR={nmajor}: "
+                      + ", ".join(f"{us:.1f}" for us, _ in res[:4]) + (f"  best {res[0][1]}" if res else ""), flush=True)
+                self.emit(part="orientation", what="fwdbwd", layout=layout, nmajor=nmajor, best=res[:1])
+        msa_pwa.FMA_DBIAS_NMAJOR = True
+
+    def tensor_core_fp32(self):
+        """fp32 through tensor cores (tf32x3, tf32): block sizes of each kernel."""
+        v, b, g, dout = inputs("fp32", 128, 384, 8, grad=True)
+        for prec in ("tf32x3", "tf32"):
+            for direction, kernels in (("fwd", ("fwd",)), ("fwdbwd", ("dv", "dbias"))):
+                call = caller(fused("flat", prec), v, b, g, dout, direction)
+                for kernel in kernels:
+                    res = self.time_configs(kernel, "tensor", call, f"{direction} fp32 {prec}")
+                    if res:
+                        msa_pwa.CONFIG_OVERRIDES[kernel] = res[0][1]
+                    print(f"  {direction} fp32 128,384,8 {prec} via {kernel}: "
+                          + ", ".join(f"{us:.1f}" for us, _ in res[:4]) + (f"  best {res[0][1]}" if res else ""), flush=True)
+                    self.emit(part="tensor_fp32", precision=prec, direction=direction, kernel=kernel, best=res[:1])
+                for kernel in kernels:
+                    msa_pwa.CONFIG_OVERRIDES.pop(kernel, None)
+
+    def bf16_more(self):
+        v, b, g, dout = inputs("bf16", 128, 384, 8)
+        for layout in ("flat", "gemm"):
+            res = self.time_configs("fwd", "tensor-more", caller(fused(layout), v, b, g, dout, "fwd"), f"fwd bf16 {layout}")
+            print(f"  fwd bf16 128,384,8 {layout} (more configs): " + ", ".join(f"{us:.1f}" for us, _ in res[:4])
+                  + (f"  best {res[0][1]}" if res else ""), flush=True)
+            self.emit(part="bf16_more", layout=layout, best=res[:1])
+
+    def elementwise(self):
+        v, b, g, dout = inputs("bf16", 128, 384, 8)
+        call = caller(fused("gemm"), v, b, g, dout, "fwd")
+        res = self.time_configs("elementwise", None, call, "fwd bf16 128,384,8 gemm")
+        print("  elementwise (fwd bf16 128,384,8 gemm): " + ", ".join(f"{us:.1f} {c}" for us, c in res), flush=True)
+
+    def profile(self, direction, dtype, S, R, C, layout):
+        from torch.profiler import ProfilerActivity, profile
+
+        v, b, g, dout = inputs(dtype, S, R, C, grad=direction != "fwd")
+        call = caller(fused(layout), v, b, g, dout, direction)
+        for _ in range(3):
+            call()
+        torch.cuda.synchronize()
+        n = 20
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                self.flusher()
+                call()
+            torch.cuda.synchronize()
+        kernels = {}
+        for e in prof.key_averages():
+            t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+            if t > 0:  # every kernel, the L2 flush's fill among them (about as long as the flush)
+                kernels[e.key] = t / n
+        tag = f"{direction} {dtype} S={S} R={R} C={C} {layout}"
+        print(f"  profile {tag}: " + ", ".join(f"{k[:40]} {t:.1f}" for k, t in sorted(kernels.items(), key=lambda kv: -kv[1])),
+              flush=True)
+        self.emit(part="profile", tag=tag, kernels_us=kernels)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="fwd,fwdbwd,elementwise,profile",
+                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more elementwise profile")
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--budget-s", type=float, default=300)
+    ap.add_argument("--baseline", default="", help="another msa_pwa.py to time beside this one")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit("needs a CUDA GPU")
+    args.baseline_module = None
+    if args.baseline:
+        spec = importlib.util.spec_from_file_location("af3_kernels.ops._baseline_msa_pwa", args.baseline)
+        args.baseline_module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(args.baseline_module)
+    parts = args.parts.split(",")
+    print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; times in us (CUDA graph replays)",
+          flush=True)
+    sweep = Sweep(args)
+    if "fwd" in parts:
+        for shape in FWD_SHAPES:
+            sweep.shape_row("fwd", *shape)
+    if "fwdbwd" in parts:
+        for shape in FWDBWD_SHAPES:
+            sweep.shape_row("fwdbwd", *shape)
+    if "orientation" in parts:
+        sweep.orientation()
+    if "tf32" in parts:
+        sweep.tensor_core_fp32()
+    if "bf16-more" in parts:
+        sweep.bf16_more()
+    if "elementwise" in parts:
+        sweep.elementwise()
+    if "profile" in parts:
+        for direction, shape in (("fwd", ("bf16", 128, 384, 8)), ("fwd", ("fp32", 128, 384, 8)),
+                                 ("fwdbwd", ("fp32", 128, 384, 8))):
+            for layout in ("flat", "gemm"):
+                sweep.profile(direction, *shape, layout)
+
+
+if __name__ == "__main__":
+    main()
