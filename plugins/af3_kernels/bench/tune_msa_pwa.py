@@ -25,9 +25,8 @@ import torch
 from af3_kernels import floors, timing
 from af3_kernels.ops import msa_pwa
 from af3_kernels.reference import msa_pwa_reference
+from bench_msa_pwa import B, H, inputs  # the same shapes and inputs as the side-by-side table
 
-H, B = 8, 1
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 FWD_SHAPES = [("bf16", 128, 384, 8), ("bf16", 128, 384, 32), ("bf16", 128, 768, 32), ("bf16", 512, 768, 8),
               ("fp32", 128, 384, 8)]
 FWDBWD_SHAPES = [("fp32", 128, 384, 8)]
@@ -61,14 +60,10 @@ CANDIDATES = {
 }
 
 
-def inputs(dtype, S, R, C, grad=False, seed=0):
-    gen = torch.Generator("cuda").manual_seed(seed)
-    kw = dict(device="cuda", dtype=DTYPES[dtype], generator=gen)
-    v, g = torch.randn((B, S, R, H, C), **kw), torch.randn((B, S, R, H, C), **kw)
-    b = torch.randn((B, R, R, H), **kw)
-    if grad:
-        v, g, b = v.requires_grad_(), g.requires_grad_(), b.requires_grad_()
-    return v, b, g, torch.randn((B, S, R, H * C), **kw)
+def report(label, res):
+    """One line: the four fastest times of a sweep and the best configuration."""
+    print(f"  {label}: " + ", ".join(f"{us:.1f}" for us, _ in res[:4]) + (f"  best {res[0][1]}" if res else ""),
+          flush=True)
 
 
 def caller(fn, v, b, g, dout, direction):
@@ -161,8 +156,7 @@ class Sweep:
             if res:
                 best[layout] = res[0]
                 row[layout] = res[0][0]
-                print(f"  {tag} {layout:4s}: " + ", ".join(f"{us:.1f}" for us, _ in res[:4]) + f"  best {res[0][1]}",
-                      flush=True)
+                report(f"{tag} {layout:4s}", res)
         if dtype == "fp32":
             for prec in ("tf32x3", "tf32"):
                 row[f"gemm_{prec}"] = graph_us(caller(fused("gemm", prec), v, b, g, dout, direction),
@@ -181,8 +175,7 @@ class Sweep:
         P[j, i], tried on the same run, was slower: 91 vs 77 us; docs/KERNELS.md.)"""
         v, b, g, dout = inputs("fp32", 128, 384, 8)
         res = self.time_configs("fwd", "fma-more", caller(fused("flat"), v, b, g, dout, "fwd"), "fwd fp32 flat")
-        print("  fwd fp32 128,384,8 flat (more configs): " + ", ".join(f"{us:.1f}" for us, _ in res[:4])
-              + (f"  best {res[0][1]}" if res else ""), flush=True)
+        report("fwd fp32 128,384,8 flat (more configs)", res)
         self.emit(part="orientation", what="fwd", best=res[:1])
         v, b, g, dout = inputs("fp32", 128, 384, 8, grad=True)
         for layout in ("flat", "gemm"):
@@ -190,8 +183,7 @@ class Sweep:
                 msa_pwa.FMA_DBIAS_NMAJOR = nmajor
                 call = caller(fused(layout), v, b, g, dout, "fwdbwd")
                 res = self.time_configs("dbias", "fma", call, f"fwdbwd fp32 {layout} NMAJOR={nmajor}")
-                print(f"  fwdbwd fp32 128,384,8 {layout} FMA_DBIAS_NMAJOR={nmajor}: "
-                      + ", ".join(f"{us:.1f}" for us, _ in res[:4]) + (f"  best {res[0][1]}" if res else ""), flush=True)
+                report(f"fwdbwd fp32 128,384,8 {layout} FMA_DBIAS_NMAJOR={nmajor}", res)
                 self.emit(part="orientation", what="fwdbwd", layout=layout, nmajor=nmajor, best=res[:1])
         msa_pwa.FMA_DBIAS_NMAJOR = True
 
@@ -205,8 +197,7 @@ class Sweep:
                     res = self.time_configs(kernel, "tensor", call, f"{direction} fp32 {prec}")
                     if res:
                         msa_pwa.CONFIG_OVERRIDES[kernel] = res[0][1]
-                    print(f"  {direction} fp32 128,384,8 {prec} via {kernel}: "
-                          + ", ".join(f"{us:.1f}" for us, _ in res[:4]) + (f"  best {res[0][1]}" if res else ""), flush=True)
+                    report(f"{direction} fp32 128,384,8 {prec} via {kernel}", res)
                     self.emit(part="tensor_fp32", precision=prec, direction=direction, kernel=kernel, best=res[:1])
                 for kernel in kernels:
                     msa_pwa.CONFIG_OVERRIDES.pop(kernel, None)
@@ -215,8 +206,7 @@ class Sweep:
         v, b, g, dout = inputs("bf16", 128, 384, 8)
         for layout in ("flat", "gemm"):
             res = self.time_configs("fwd", "tensor-more", caller(fused(layout), v, b, g, dout, "fwd"), f"fwd bf16 {layout}")
-            print(f"  fwd bf16 128,384,8 {layout} (more configs): " + ", ".join(f"{us:.1f}" for us, _ in res[:4])
-                  + (f"  best {res[0][1]}" if res else ""), flush=True)
+            report(f"fwd bf16 128,384,8 {layout} (more configs)", res)
             self.emit(part="bf16_more", layout=layout, best=res[:1])
 
     def elementwise(self):

@@ -199,6 +199,21 @@ def _xtile(ptr, base, stride, rows, R, off, nmask):
 
 
 @triton.jit
+def _program(H: tl.constexpr):
+    """(first, second tile index, b, h) of a program launched on grid (tiles, tiles, B*H)."""
+    pid_bh = tl.program_id(2).to(tl.int64)
+    return tl.program_id(0), tl.program_id(1), pid_bh // H, pid_bh % H
+
+
+@triton.jit
+def _flat_io(b, h, rows, n0, S, R, H: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Offsets and mask of X[rows, n0 + ...] in the caller's [B,S,R,H,C] layout (v, g, out, dout, dv)."""
+    base, stride = _view(b, h, S, R, H, C, False)
+    off, nmask = _n_offsets(n0, S, R, H, C, BLOCK_N, False)
+    return base + rows.to(tl.int64)[:, None] * stride + off[None, :], (rows < R)[:, None] & nmask[None, :]
+
+
+@triton.jit
 def _nmajor_or_gemm(b, h, rows, n0, S, R, H: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr,
                     NMAJOR: tl.constexpr):
     """Offsets of X[rows, n0 + ...] in the gemm layout [B,H,R,S*C], or with NMAJOR in [B,H,S*C,R]."""
@@ -217,33 +232,24 @@ def _to_gemm_layout_kernel(
 ):
     """xt[b, h, i, s*C + c] = x[b, s, i, h, c]: the operand copy the "gemm" layout reads; with
     NMAJOR the copy is [B,H,S*C,R] (xt[b, h, s*C + c, i]) instead."""
-    pid_n = tl.program_id(0)
-    pid_i = tl.program_id(1)
-    pid_bh = tl.program_id(2).to(tl.int64)
-    b = pid_bh // H
-    h = pid_bh % H
+    pid_n, pid_i, b, h = _program(H)
     rows = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    base, stride = _view(b, h, S, R, H, C, False)
-    off, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
-    x = _xtile(x_ptr, base, stride, rows, R, off, nmask)
-    tl.store(xt_ptr + _nmajor_or_gemm(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N, NMAJOR), x,
-             mask=(rows < R)[:, None] & nmask[None, :])
+    io, msk = _flat_io(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
+    x = tl.load(x_ptr + io, mask=msk, other=0.0)
+    tl.store(xt_ptr + _nmajor_or_gemm(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N, NMAJOR), x, mask=msk)
 
 
 @triton.jit
 def _fwd_kernel(
     v_ptr, g_ptr, out_ptr, y_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
-    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, V_GEMM: tl.constexpr, STORE_Y: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
+    HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, V_GEMM: tl.constexpr, STORE_Y: tl.constexpr,
+    IN_PREC: tl.constexpr, INTERP: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """out[i, n] = sigmoid(g[i, n]) * y[i, n], y = sum_j P[i, j] v[j, n], for one (b, h) and an
     (i, n) tile; with STORE_Y also y itself in fp32 (for the backward)."""
-    pid_n = tl.program_id(0)
-    pid_i = tl.program_id(1)
-    pid_bh = tl.program_id(2).to(tl.int64)
-    b = pid_bh // H
-    h = pid_bh % H
+    pid_n, pid_i, b, h = _program(H)
     vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
     voff, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, V_GEMM)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
@@ -254,10 +260,7 @@ def _fwd_kernel(
                     HAS_MASK, P_STORED)
         vt = _xtile(v_ptr, vbase, vstride, offs_j, R, voff, nmask)
         acc = _dot(_cast(p, vt.dtype, INTERP), vt, acc, IN_PREC, INTERP)
-    base, stride = _view(b, h, S, R, H, C, False)
-    off, _ = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
-    io = base + offs_i.to(tl.int64)[:, None] * stride + off[None, :]
-    iomask = (offs_i < R)[:, None] & nmask[None, :]
+    io, iomask = _flat_io(b, h, offs_i, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
     gate = tl.sigmoid(tl.load(g_ptr + io, mask=iomask, other=0.0).to(tl.float32))
     tl.store(out_ptr + io, _cast(acc * gate, out_ptr.dtype.element_ty, INTERP), mask=iomask)
     if STORE_Y:
@@ -279,16 +282,9 @@ def _bwd_prep_kernel(
     dP the dbias kernel computes, so dP - D cancels where it should (a row with one dominant j:
     with D from the rounded output instead, bf16 rounding left gradients of 25% of scale there).
     """
-    pid_n = tl.program_id(0)
-    pid_i = tl.program_id(1)
-    pid_bh = tl.program_id(2).to(tl.int64)
-    b = pid_bh // H
-    h = pid_bh % H
+    pid_n, pid_i, b, h = _program(H)
     rows = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    base, stride = _view(b, h, S, R, H, C, False)
-    off, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
-    io = base + rows.to(tl.int64)[:, None] * stride + off[None, :]
-    msk = (rows < R)[:, None] & nmask[None, :]
+    io, msk = _flat_io(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
     do = tl.load(dout_ptr + io, mask=msk, other=0.0).to(tl.float32)
     y = tl.load(y_ptr + io, mask=msk, other=0.0)
     sg = tl.sigmoid(tl.load(g_ptr + io, mask=msk, other=0.0).to(tl.float32))
@@ -310,11 +306,7 @@ def _bwd_dv_kernel(
     INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dv[j, n] = sum_i P[i, j] dY'[i, n] for one (b, h) and a (j, n) tile."""
-    pid_n = tl.program_id(0)
-    pid_j = tl.program_id(1)
-    pid_bh = tl.program_id(2).to(tl.int64)
-    b = pid_bh // H
-    h = pid_bh % H
+    pid_n, pid_j, b, h = _program(H)
     dbase, dstride = _view(b, h, S, R, H, C, DY_GEMM)
     doff, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, DY_GEMM)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
@@ -325,10 +317,8 @@ def _bwd_dv_kernel(
                     HAS_MASK, P_STORED)
         dy = _xtile(dy_ptr, dbase, dstride, offs_i, R, doff, nmask)
         acc = _dot(tl.trans(_cast(p, dy.dtype, INTERP)), dy, acc, IN_PREC, INTERP)
-    base, stride = _view(b, h, S, R, H, C, False)
-    off, _ = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, False)
-    tl.store(dv_ptr + base + offs_j.to(tl.int64)[:, None] * stride + off[None, :],
-             _cast(acc, dv_ptr.dtype.element_ty, INTERP), mask=(offs_j < R)[:, None] & nmask[None, :])
+    io, iomask = _flat_io(b, h, offs_j, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
+    tl.store(dv_ptr + io, _cast(acc, dv_ptr.dtype.element_ty, INTERP), mask=iomask)
 
 
 @triton.jit
@@ -343,11 +333,7 @@ def _bwd_dbias_kernel(
 
     NMAJOR: dY' and v are [B,H,S*C,R] copies, so both operands load contiguous along their M/N
     dimension (i, j) rather than along the reduction n (what the fp32 FMA dot wants)."""
-    pid_j = tl.program_id(0)
-    pid_i = tl.program_id(1)
-    pid_bh = tl.program_id(2).to(tl.int64)
-    b = pid_bh // H
-    h = pid_bh % H
+    pid_j, pid_i, b, h = _program(H)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     imask = offs_i < R
@@ -387,7 +373,7 @@ def _bwd_dbias_kernel(
 # Launch configuration
 
 
-def _config(kernel: str, dtype: torch.dtype, precision: str, C: int, gemm: bool = False) -> dict:
+def _config(kernel: str, dtype: torch.dtype, precision: str, gemm: bool = False) -> dict:
     """Block sizes (BLOCK_N is the width of the (s, c) tile) and launch options of one kernel.
 
     Defaults from the H100 sweep of plugins/af3_kernels/bench/tune_msa_pwa.py (CUDA-graph timing;
@@ -509,7 +495,7 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
     vop = _to_gemm_layout(v) if gemm else v
     out = _new((B, S, R, H * C), v.dtype, v.device)
     y = _new(v.shape, torch.float32, v.device) if keep_y else None
-    cfg = _config("fwd", v.dtype, precision, C, gemm)
+    cfg = _config("fwd", v.dtype, precision, gemm)
     grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
     _fwd_kernel[grid](
         vop, g, out, y if keep_y else out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2,
@@ -548,12 +534,12 @@ def _backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precisi
     dv = dbias = None
     if need_v:
         dv = _new(g.shape, g.dtype, g.device)
-        cfg = _config("dv", g.dtype, precision, C)
+        cfg = _config("dv", g.dtype, precision)
         grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
         _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, DY_GEMM=gemm, **common, **cfg)
     if need_bias:
         dbias = _new(bias.shape, bias.dtype, bias.device)
-        cfg = _config("dbias", g.dtype, precision, C)
+        cfg = _config("dbias", g.dtype, precision)
         grid = (triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
         if nmajor:
             _bwd_dbias_kernel[grid](dyn, _to_gemm_layout(v, nmajor=True), d, dbias, bias, mk, m2, l2, pp,
