@@ -80,7 +80,8 @@ fi
 
 if has kernel-tune; then
   log "kernel block-size sweep and per-kernel breakdown (CUDA graphs)"
-  base=(); [ -f .scratch/baseline_msa_pwa.py ] && base=(--baseline .scratch/baseline_msa_pwa.py)
+  bfile=${TUNE_BASELINE:-.scratch/baseline_msa_pwa.py}  # an older msa_pwa.py to time beside this one
+  base=(); [ -f "$bfile" ] && base=(--baseline "$bfile")
   python3 plugins/af3_kernels/bench/tune_msa_pwa.py --out "$RUNS/tune_msa_pwa.jsonl" --budget-s ${TUNE_BUDGET_S:-240} \
     --parts ${TUNE_PARTS:-fwd,fwdbwd,elementwise,profile} "${base[@]}" 2>&1 | tee "$RUNS/tune_msa_pwa.txt"
   archive

@@ -43,12 +43,14 @@ SMALL = [
     (1, 4, 16, 1, 12),
     (2, 2, 19, 2, 20),
     (1, 5, 33, 2, 3),
+    (2, 3, 24, 2, 8),  # R % 8 == 0 but not a multiple of the j-block: TMA P, pointer-load v
 ]
 LARGE = [  # compiled (GPU) only: several blocks in every dimension, odd tails
     (1, 128, 384, 8, 8),
     (2, 37, 129, 3, 24),
     (1, 7, 300, 5, 33),
     (1, 1, 1000, 4, 4),
+    (1, 16, 200, 2, 8),  # TMA P with pointer-load v (200 % 64 != 0), in both layouts
 ]
 
 
@@ -142,10 +144,12 @@ def test_large_on_gpu(shape, dtype, masked, p_mode, layout):
     check(shape, dtype, masked, p_mode=p_mode, layout=layout)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 19, 2, 8), (1, 5, 33, 3, 5)], ids=lambda s: "x".join(map(str, s)))
-def test_layouts_agree_exactly(shape):
+@pytest.mark.parametrize("shape", [(2, 3, 19, 2, 8), (1, 5, 33, 3, 5), (1, 3, 40, 2, 8)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_layouts_agree_exactly(shape, dtype):
     """The two operand layouts change only where the forward reads v from, not the arithmetic."""
-    v, b, g, _, mask = make_inputs(shape, torch.float32, True)
+    v, b, g, _, mask = make_inputs(shape, dtype, True)
     flat = msa_pair_weighted_averaging(v, b, g, mask, layout="flat")
     gemm = msa_pair_weighted_averaging(v, b, g, mask, layout="gemm")
     assert torch.equal(flat, gemm)

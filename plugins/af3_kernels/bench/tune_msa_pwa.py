@@ -54,6 +54,9 @@ CANDIDATES = {
                              cfg(32, 64, 64, 4, 3), cfg(64, 64, 32, 4, 3), cfg(128, 64, 64, 8, 4), cfg(64, 128, 64, 4, 3)],
     ("fwd", "fma-more"): [cfg(128, 16, 64, 8, 3), cfg(128, 32, 64, 8, 3), cfg(128, 16, 128, 8, 3), cfg(256, 16, 64, 8, 3),
                           cfg(128, 16, 32, 4, 3), cfg(64, 16, 64, 4, 4), cfg(128, 8 * 2, 64, 4, 3), cfg(64, 32, 64, 4, 3)],
+    ("fwd_tma", "tma"): [cfg(128, 64, 128, 8, 3), cfg(128, 64, 128, 4, 3), cfg(128, 64, 256, 8, 3),
+                         cfg(128, 64, 64, 4, 4), cfg(64, 64, 128, 4, 4), cfg(128, 128, 128, 8, 2),
+                         cfg(64, 64, 256, 8, 3), cfg(256, 64, 128, 8, 2), cfg(128, 32, 128, 4, 4)],
     ("elementwise", None): [dict(BLOCK_I=32, BLOCK_N=128, num_warps=4), dict(BLOCK_I=16, BLOCK_N=256, num_warps=4),
                             dict(BLOCK_I=64, BLOCK_N=64, num_warps=4), dict(BLOCK_I=8, BLOCK_N=512, num_warps=4),
                             dict(BLOCK_I=64, BLOCK_N=128, num_warps=8)],
@@ -209,6 +212,117 @@ class Sweep:
             report(f"fwd bf16 128,384,8 {layout} (more configs)", res)
             self.emit(part="bf16_more", layout=layout, best=res[:1])
 
+    def tma_forward(self):
+        """The 16-bit forward through TMA descriptors (_fwd_tma_kernel): its block sizes per shape and
+        layout, beside the pointer-load forward (USE_TMA_FORWARD off) and eager in the same run."""
+        for dtype, S, R, C in FWD_SHAPES:
+            if dtype == "fp32":
+                continue
+            tag = f"fwd {dtype} S={S} R={R} C={C}"
+            v, b, g, dout = inputs(dtype, S, R, C)
+            row = {"floor": floors.msa_pwa_floor("fwd", B, S, R, H, C, dtype).seconds * 1e6,
+                   "eager": graph_us(caller(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g, dout, "fwd"),
+                                     self.args.reps, self.flusher)}
+            msa_pwa.USE_TMA_FORWARD = False
+            row["pointer_auto"] = graph_us(caller(fused("auto"), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
+            msa_pwa.USE_TMA_FORWARD = True
+            best = {}
+            for layout in ("flat", "gemm"):
+                res = self.time_configs("fwd_tma", "tma", caller(fused(layout), v, b, g, dout, "fwd"), f"{tag} {layout}")
+                report(f"{tag} tma {layout:4s}", res)
+                if res:
+                    row[f"tma_{layout}"] = res[0][0]
+                    best[layout] = res[0][1]
+            row["tma_auto_default"] = graph_us(caller(fused("auto"), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
+            row["err_tma_auto"] = rel_err(fused("auto"), v, b, g)
+            print(f"{tag}: " + "  ".join(f"{k} {x:.3g}" for k, x in row.items()), flush=True)
+            self.emit(part="tma", dtype=dtype, S=S, R=R, C=C, row=row, best=best)
+
+    def compare(self):
+        """Eager, --baseline (an older msa_pwa.py) and this msa_pwa.py at its defaults, side by side
+        in one process, at every target shape plus bf16 forward+backward."""
+        shapes = [("fwd", *shape) for shape in FWD_SHAPES] + [("fwdbwd", "fp32", 128, 384, 8),
+                                                             ("fwdbwd", "bf16", 128, 384, 8)]
+        for direction, dtype, S, R, C in shapes:
+            v, b, g, dout = inputs(dtype, S, R, C, grad=direction != "fwd")
+            row = {"floor": floors.msa_pwa_floor(direction, B, S, R, H, C, dtype).seconds * 1e6,
+                   "eager": graph_us(caller(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g, dout, direction),
+                                     self.args.reps, self.flusher)}
+            if self.args.baseline_module is not None:
+                row["baseline"] = graph_us(caller(fused(None, module=self.args.baseline_module), v, b, g, dout,
+                                                  direction), self.args.reps, self.flusher)
+            row["fused"] = graph_us(caller(fused("auto"), v, b, g, dout, direction), self.args.reps, self.flusher)
+            tag = f"{direction} {dtype} S={S} R={R} C={C}"
+            print(f"compare {tag}: " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
+            self.emit(part="compare", direction=direction, dtype=dtype, S=S, R=R, C=C, row=row)
+
+    def memory_variants(self):
+        """Peak memory and time of forward+backward with KEEP_P_FOR_BACKWARD and
+        GEMM_LAYOUT_FOR_BACKWARD on and off (bf16, S=128, H=8, C=8), eager beside them."""
+        from bench_msa_pwa import peak_fwdbwd
+
+        flags = ("KEEP_P_FOR_BACKWARD", "GEMM_LAYOUT_FOR_BACKWARD")
+        saved = {f: getattr(msa_pwa, f) for f in flags}
+        try:
+            for R in (384, 768, 1536, 3072):
+                row = {"eager": peak_fwdbwd(lambda v, b, g, m=None: msa_pwa_reference(v, b, g), "bf16", 128, R, 8)}
+                for combo in ((1, 1), (1, 0), (0, 1), (0, 0)):
+                    for f, on in zip(flags, combo):
+                        setattr(msa_pwa, f, bool(on))
+                    row["keepP%d_gemmbwd%d" % combo] = peak_fwdbwd(
+                        lambda v, b, g, m=None: msa_pwa.msa_pair_weighted_averaging(v, b, g), "bf16", 128, R, 8)
+                print(f"memory fwdbwd bf16 R={R} (GiB): " + "  ".join(f"{k} {x / 2**30:.6f}" for k, x in row.items()), flush=True)
+                self.emit(part="memory_variants", R=R, peak_bytes=row)
+            for dtype in ("bf16", "fp32"):
+                v, b, g, dout = inputs(dtype, 128, 384, 8, grad=True)
+                row = {}
+                for combo in ((1, 1), (1, 0), (0, 1), (0, 0)):
+                    for f, on in zip(flags, combo):
+                        setattr(msa_pwa, f, bool(on))
+                    row["keepP%d_gemmbwd%d" % combo] = graph_us(caller(fused("auto"), v, b, g, dout, "fwdbwd"),
+                                                                self.args.reps, self.flusher)
+                print(f"time fwdbwd {dtype} 128,384,8 (us): " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
+                self.emit(part="memory_variants_time", dtype=dtype, row=row)
+        finally:
+            for f, val in saved.items():
+                setattr(msa_pwa, f, val)
+
+    def launch_order(self):
+        """Heads-first launch order (HEADS_FIRST) and the TMA forward (USE_TMA_FORWARD), each on and
+        off at the default block sizes, for every forward shape and layout; then forward+backward
+        with heads first on and off. (A third flag, the gate tile loaded before the GEMM loop, was
+        slower everywhere and is gone: docs/KERNELS.md.)"""
+        flags = ("HEADS_FIRST", "USE_TMA_FORWARD")
+        saved = {f: getattr(msa_pwa, f) for f in flags}
+        combos = [(1, 1), (0, 1), (1, 0), (0, 0)]
+        try:
+            for dtype, S, R, C in FWD_SHAPES:
+                v, b, g, dout = inputs(dtype, S, R, C)
+                tag = f"fwd {dtype} S={S} R={R} C={C}"
+                row = {"eager": graph_us(caller(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g, dout, "fwd"),
+                                         self.args.reps, self.flusher)}
+                for combo in combos:
+                    for f, on in zip(flags, combo):
+                        setattr(msa_pwa, f, bool(on))
+                    for layout in ("flat", "gemm"):
+                        key = "hf%d_tma%d_%s" % (*combo, layout)
+                        row[key] = graph_us(caller(fused(layout), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
+                print(f"{tag}: " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
+                self.emit(part="order", direction="fwd", dtype=dtype, S=S, R=R, C=C, row=row)
+            for dtype in ("fp32", "bf16"):
+                v, b, g, dout = inputs(dtype, 128, 384, 8, grad=True)
+                row = {}
+                for hf in (True, False):
+                    msa_pwa.HEADS_FIRST = hf
+                    for layout in ("flat", "gemm"):
+                        row[f"hf{int(hf)}_{layout}"] = graph_us(caller(fused(layout), v, b, g, dout, "fwdbwd"),
+                                                                self.args.reps, self.flusher)
+                print(f"fwdbwd {dtype} S=128 R=384 C=8: " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
+                self.emit(part="order", direction="fwdbwd", dtype=dtype, S=128, R=384, C=8, row=row)
+        finally:
+            for f, val in saved.items():
+                setattr(msa_pwa, f, val)
+
     def elementwise(self):
         v, b, g, dout = inputs("bf16", 128, 384, 8)
         call = caller(fused("gemm"), v, b, g, dout, "fwd")
@@ -243,7 +357,7 @@ class Sweep:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="fwd,fwdbwd,elementwise,profile",
-                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more elementwise profile")
+                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more compare memory-variants order tma elementwise profile profile-bf16")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default="")
     ap.add_argument("--budget-s", type=float, default=300)
@@ -266,19 +380,22 @@ def main(argv=None):
     if "fwdbwd" in parts:
         for shape in FWDBWD_SHAPES:
             sweep.shape_row("fwdbwd", *shape)
-    if "orientation" in parts:
-        sweep.orientation()
-    if "tf32" in parts:
-        sweep.tensor_core_fp32()
-    if "bf16-more" in parts:
-        sweep.bf16_more()
-    if "elementwise" in parts:
-        sweep.elementwise()
+    simple = {"orientation": sweep.orientation, "tf32": sweep.tensor_core_fp32, "bf16-more": sweep.bf16_more,
+              "compare": sweep.compare, "memory-variants": sweep.memory_variants, "order": sweep.launch_order,
+              "tma": sweep.tma_forward, "elementwise": sweep.elementwise}
+    for name, run in simple.items():
+        if name in parts:
+            run()
     if "profile" in parts:
         for direction, shape in (("fwd", ("bf16", 128, 384, 8)), ("fwd", ("fp32", 128, 384, 8)),
                                  ("fwdbwd", ("fp32", 128, 384, 8))):
             for layout in ("flat", "gemm"):
                 sweep.profile(direction, *shape, layout)
+    if "profile-bf16" in parts:  # every bf16 forward shape, both layouts, at the defaults
+        for shape in FWD_SHAPES:
+            if shape[0] != "fp32":
+                for layout in ("flat", "gemm"):
+                    sweep.profile("fwd", *shape, layout)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ V_h[j, n] (R x S*C, n = s*C + c), so the S rows share one softmax and tensor cor
 - GEMM operands are 2-D [rows, n] tiles read in place ("flat" layout) or from a [B,H,R,S*C] copy
   ("gemm" layout); see _view and _use_gemm_layout.
 - ``_fwd_kernel``: acc[i, n] = sum_j P[i, j] V[j, n], then the sigmoid gate in the epilogue; when a
-  gradient is needed, y = acc is kept in fp32 for the backward.
+  gradient is needed, y = acc is kept in fp32 for the backward. ``_fwd_tma_kernel`` is the same for
+  16-bit inputs at larger sizes, reading the stored P (and v's gemm copy) through TMA descriptors.
+- Every tiled kernel launches heads first (see _grid): neighbouring heads share memory sectors.
 - Backward as in flash attention:
     dY' = dout * sigmoid(g) (rounded);  dg = dout * y * sigmoid(g) * (1 - sigmoid(g));  D[i] = sum_n dY' * y
     dV = P^T dY';  dP = dY' V^T (summed over n inside the kernel);  dbias = P * (dP - D)
@@ -35,6 +37,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from af3_kernels.ops.msa_pwa_constants import MASKED_LOGIT
 
@@ -53,6 +56,23 @@ STORED_P_MAX_BYTES = 256 * 2**20
 #: copies of dY' and v, operands contiguous along i and j rather than along the reduction n
 #: (H100, fp32 fwd+bwd at S=128, R=384, C=8: 310 instead of 460 us; docs/KERNELS.md)
 FMA_DBIAS_NMAJOR = True
+#: bf16/fp16 forward from a stored P: read P (and v's gemm copy) through TMA descriptors with the
+#: larger tiles of _fwd_tma_kernel (see _tma_ok); False keeps the pointer-load _fwd_kernel
+USE_TMA_FORWARD = True
+#: ... from this GEMM size R*S*C up. H100, bf16 (tune_msa_pwa.py, one run): (128, 384, 8) 36 us with
+#: pointer loads vs 40 with TMA; (128, 384, 32) 62 vs 59; (128, 768, 32) 161 vs 144; (512, 768, 8)
+#: 262 vs 231 (gemm layout). Below ~2M the smaller pointer-load tiles win.
+TMA_FORWARD_MIN_RN = 2**21
+#: layout="auto" also picks the gemm copy for short channel pieces at small S when a backward
+#: follows. Off: faster (H100 bf16 fwd+bwd (128, 384, 8): 135 vs 171 us) but the saved copy of v
+#: lifts the peak above eager's at R = 384 and 768 (tune_msa_pwa.py memory-variants); pass
+#: layout="gemm" for the speed.
+GEMM_LAYOUT_FOR_BACKWARD = False
+#: the forward's stored P is kept for the backward instead of being rebuilt there (H100 fp32
+#: fwd+bwd (128, 384, 8): 284 vs 289 us; the peak stays under eager's at R = 384 to 3072)
+KEEP_P_FOR_BACKWARD = True
+#: launch order of the tiled kernels: all heads of a tile side by side (see _grid)
+HEADS_FIRST = True
 
 
 def _interpreting() -> bool:
@@ -64,9 +84,11 @@ def _stats_kernel(
     bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     R, H, smb, smi, smj,
     HAS_MASK: tl.constexpr, COMPUTE_STATS: tl.constexpr, WRITE_P: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_J: tl.constexpr, BLOCK_H: tl.constexpr,
+    SINGLE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
-    """One program per (b, i): softmax statistics over j for every head, and optionally P."""
+    """One program per (b, i): softmax statistics over j for every head, and optionally P. SINGLE:
+    the whole row is one block (R <= BLOCK_J), read once for both (H100, bf16 R=384, H=8: 5.8 us
+    with two reads, 4.7 with one; torch.profiler)."""
     pid = tl.program_id(0).to(tl.int64)
     b = pid // R
     i = pid % R
@@ -74,42 +96,59 @@ def _stats_kernel(
     hmask = offs_h < H
     row = pid * R * H  # bias[b, i, 0, 0]
     stat_off = (b * H + offs_h) * R + i
-    if COMPUTE_STATS:
-        m = tl.full([BLOCK_H], float("-inf"), tl.float32)
-        l = tl.zeros([BLOCK_H], tl.float32)
-        for j0 in range(0, R, BLOCK_J):
-            offs_j = j0 + tl.arange(0, BLOCK_J)
-            jmask = offs_j < R
-            x = tl.load(bias_ptr + row + offs_j[:, None] * H + offs_h[None, :],
-                        mask=jmask[:, None] & hmask[None, :], other=0.0).to(tl.float32) * LOG2E
-            if HAS_MASK:
-                keep = tl.load(mask_ptr + b * smb + i * smi + offs_j * smj, mask=jmask, other=1)
-                x = tl.where((keep != 0)[:, None], x, MASKED2)
-            # Padded columns j >= R drop out; each block has at least one real j, so m stays finite.
-            x = tl.where(jmask[:, None], x, float("-inf"))
-            m_new = tl.maximum(m, tl.max(x, axis=0))
-            l = l * tl.exp2(m - m_new) + tl.sum(tl.exp2(x - m_new[None, :]), axis=0)
-            m = m_new
-        l = tl.log2(l)
+    p_row = (b * H + offs_h) * R * R + i * R  # P[b, h, i, 0]: transposed relative to the bias
+    if COMPUTE_STATS and SINGLE:
+        x, jmask = _logits2(bias_ptr, mask_ptr, row, b, i, 0, offs_h, hmask, R, H, smb, smi, smj,
+                            HAS_MASK, BLOCK_J)
+        x = tl.where(jmask[:, None], x, float("-inf"))
+        m = tl.max(x, axis=0)
+        l = tl.log2(tl.sum(tl.exp2(x - m[None, :]), axis=0))
         tl.store(m2_ptr + stat_off, m, mask=hmask)
         tl.store(l2_ptr + stat_off, l, mask=hmask)
-    else:
-        m = tl.load(m2_ptr + stat_off, mask=hmask, other=0.0)
-        l = tl.load(l2_ptr + stat_off, mask=hmask, other=0.0)
-    if WRITE_P:
-        # P[b, h, i, j]: written transposed relative to the bias so the GEMMs read it along j.
-        p_row = (b * H + offs_h) * R * R + i * R
-        for j0 in range(0, R, BLOCK_J):
-            offs_j = j0 + tl.arange(0, BLOCK_J)
-            jmask = offs_j < R
-            x = tl.load(bias_ptr + row + offs_j[:, None] * H + offs_h[None, :],
-                        mask=jmask[:, None] & hmask[None, :], other=0.0).to(tl.float32) * LOG2E
-            if HAS_MASK:
-                keep = tl.load(mask_ptr + b * smb + i * smi + offs_j * smj, mask=jmask, other=1)
-                x = tl.where((keep != 0)[:, None], x, MASKED2)
+        if WRITE_P:
             p = tl.exp2(x - m[None, :] - l[None, :])
-            tl.store(p_ptr + p_row[None, :] + offs_j[:, None], _cast(p, p_ptr.dtype.element_ty, INTERP),
-                     mask=jmask[:, None] & hmask[None, :])
+            tl.store(p_ptr + p_row[None, :] + tl.arange(0, BLOCK_J)[:, None],
+                     _cast(p, p_ptr.dtype.element_ty, INTERP), mask=jmask[:, None] & hmask[None, :])
+    else:
+        if COMPUTE_STATS:
+            m = tl.full([BLOCK_H], float("-inf"), tl.float32)
+            l = tl.zeros([BLOCK_H], tl.float32)
+            for j0 in range(0, R, BLOCK_J):
+                x, jmask = _logits2(bias_ptr, mask_ptr, row, b, i, j0, offs_h, hmask, R, H, smb, smi, smj,
+                                    HAS_MASK, BLOCK_J)
+                # Padded columns j >= R drop out; each block has at least one real j: m stays finite.
+                x = tl.where(jmask[:, None], x, float("-inf"))
+                m_new = tl.maximum(m, tl.max(x, axis=0))
+                l = l * tl.exp2(m - m_new) + tl.sum(tl.exp2(x - m_new[None, :]), axis=0)
+                m = m_new
+            l = tl.log2(l)
+            tl.store(m2_ptr + stat_off, m, mask=hmask)
+            tl.store(l2_ptr + stat_off, l, mask=hmask)
+        else:
+            m = tl.load(m2_ptr + stat_off, mask=hmask, other=0.0)
+            l = tl.load(l2_ptr + stat_off, mask=hmask, other=0.0)
+        if WRITE_P:
+            for j0 in range(0, R, BLOCK_J):
+                x, jmask = _logits2(bias_ptr, mask_ptr, row, b, i, j0, offs_h, hmask, R, H, smb, smi, smj,
+                                    HAS_MASK, BLOCK_J)
+                p = tl.exp2(x - m[None, :] - l[None, :])
+                tl.store(p_ptr + p_row[None, :] + (j0 + tl.arange(0, BLOCK_J))[:, None],
+                         _cast(p, p_ptr.dtype.element_ty, INTERP), mask=jmask[:, None] & hmask[None, :])
+
+
+@triton.jit
+def _logits2(bias_ptr, mask_ptr, row, b, i, j0, offs_h, hmask, R, H, smb, smi, smj,
+             HAS_MASK: tl.constexpr, BLOCK_J: tl.constexpr):
+    """Masked logits of bias[b, i, j0 .. j0+BLOCK_J, :] in base 2 as a [BLOCK_J, BLOCK_H] tile, and
+    the mask of real columns j < R."""
+    offs_j = j0 + tl.arange(0, BLOCK_J)
+    jmask = offs_j < R
+    x = tl.load(bias_ptr + row + offs_j[:, None] * H + offs_h[None, :],
+                mask=jmask[:, None] & hmask[None, :], other=0.0).to(tl.float32) * LOG2E
+    if HAS_MASK:
+        keep = tl.load(mask_ptr + b * smb + i * smi + offs_j * smj, mask=jmask, other=1)
+        x = tl.where((keep != 0)[:, None], x, MASKED2)
+    return x, jmask
 
 
 # INTERP marks a run in Triton's numpy interpreter (TRITON_INTERPRET=1, the CPU tests), whose bf16
@@ -199,10 +238,15 @@ def _xtile(ptr, base, stride, rows, R, off, nmask):
 
 
 @triton.jit
-def _program(H: tl.constexpr):
-    """(first, second tile index, b, h) of a program launched on grid (tiles, tiles, B*H)."""
-    pid_bh = tl.program_id(2).to(tl.int64)
-    return tl.program_id(0), tl.program_id(1), pid_bh // H, pid_bh % H
+def _program(H: tl.constexpr, HEADS_FIRST: tl.constexpr):
+    """(first, second tile index, b, h) of a program launched on the grid _grid made: (B*H, second,
+    first) with HEADS_FIRST, else (first, second, B*H)."""
+    if HEADS_FIRST:
+        pid_bh = tl.program_id(0).to(tl.int64)
+        return tl.program_id(2), tl.program_id(1), pid_bh // H, pid_bh % H
+    else:
+        pid_bh = tl.program_id(2).to(tl.int64)
+        return tl.program_id(0), tl.program_id(1), pid_bh // H, pid_bh % H
 
 
 @triton.jit
@@ -227,12 +271,13 @@ def _nmajor_or_gemm(b, h, rows, n0, S, R, H: tl.constexpr, C: tl.constexpr, BLOC
 
 @triton.jit
 def _to_gemm_layout_kernel(
-    x_ptr, xt_ptr, S, R, H: tl.constexpr, C: tl.constexpr, NMAJOR: tl.constexpr, INTERP: tl.constexpr,
+    x_ptr, xt_ptr, S, R, H: tl.constexpr, C: tl.constexpr, NMAJOR: tl.constexpr, HEADS_FIRST: tl.constexpr,
+    INTERP: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """xt[b, h, i, s*C + c] = x[b, s, i, h, c]: the operand copy the "gemm" layout reads; with
     NMAJOR the copy is [B,H,S*C,R] (xt[b, h, s*C + c, i]) instead."""
-    pid_n, pid_i, b, h = _program(H)
+    pid_n, pid_i, b, h = _program(H, HEADS_FIRST)
     rows = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     io, msk = _flat_io(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
     x = tl.load(x_ptr + io, mask=msk, other=0.0)
@@ -244,15 +289,16 @@ def _fwd_kernel(
     v_ptr, g_ptr, out_ptr, y_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, V_GEMM: tl.constexpr, STORE_Y: tl.constexpr,
-    IN_PREC: tl.constexpr, INTERP: tl.constexpr,
+    IN_PREC: tl.constexpr, HEADS_FIRST: tl.constexpr, INTERP: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """out[i, n] = sigmoid(g[i, n]) * y[i, n], y = sum_j P[i, j] v[j, n], for one (b, h) and an
     (i, n) tile; with STORE_Y also y itself in fp32 (for the backward)."""
-    pid_n, pid_i, b, h = _program(H)
+    pid_n, pid_i, b, h = _program(H, HEADS_FIRST)
     vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
     voff, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, V_GEMM)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
+    io, iomask = _flat_io(b, h, offs_i, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
     acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
     for j0 in range(0, R, BLOCK_J):
         offs_j = j0 + tl.arange(0, BLOCK_J)
@@ -260,7 +306,12 @@ def _fwd_kernel(
                     HAS_MASK, P_STORED)
         vt = _xtile(v_ptr, vbase, vstride, offs_j, R, voff, nmask)
         acc = _dot(_cast(p, vt.dtype, INTERP), vt, acc, IN_PREC, INTERP)
-    io, iomask = _flat_io(b, h, offs_i, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
+    _gate_and_store(acc, g_ptr, out_ptr, y_ptr, io, iomask, STORE_Y, INTERP)
+
+
+@triton.jit
+def _gate_and_store(acc, g_ptr, out_ptr, y_ptr, io, iomask, STORE_Y: tl.constexpr, INTERP: tl.constexpr):
+    """The forward's epilogue: out = sigmoid(g) * acc at offsets io, and with STORE_Y acc itself."""
     gate = tl.sigmoid(tl.load(g_ptr + io, mask=iomask, other=0.0).to(tl.float32))
     tl.store(out_ptr + io, _cast(acc * gate, out_ptr.dtype.element_ty, INTERP), mask=iomask)
     if STORE_Y:
@@ -268,10 +319,41 @@ def _fwd_kernel(
 
 
 @triton.jit
+def _fwd_tma_kernel(
+    p_desc, v_desc, v_ptr, g_ptr, out_ptr, y_ptr, S, R, H: tl.constexpr, C: tl.constexpr,
+    V_GEMM: tl.constexpr, V_TMA: tl.constexpr, STORE_Y: tl.constexpr, HEADS_FIRST: tl.constexpr,
+    INTERP: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """_fwd_kernel from a stored 16-bit P read through a TMA descriptor ([B*H*R, R]: columns past
+    R arrive as zeros), and v either the same way from its gemm copy ([B*H*R, S*C], V_TMA: needs
+    R % BLOCK_J == 0, or a tile's last rows would be the next head's) or with pointer loads (from v
+    in place, or from the gemm copy with V_GEMM).
+    The bulk copies free the load path for the larger tiles that cut the re-reads of P and v."""
+    pid_n, pid_i, b, h = _program(H, HEADS_FIRST)
+    bh = (b * H + h).to(tl.int32)
+    n0 = pid_n * BLOCK_N
+    if not V_TMA:
+        vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
+        voff, nmask = _n_offsets(n0, S, R, H, C, BLOCK_N, V_GEMM)
+    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
+    io, iomask = _flat_io(b, h, offs_i, n0, S, R, H, C, BLOCK_N)
+    acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
+    for j0 in range(0, R, BLOCK_J):
+        p = p_desc.load([bh * R + pid_i * BLOCK_I, j0])
+        if V_TMA:
+            vt = v_desc.load([bh * R + j0, n0])
+        else:
+            vt = _xtile(v_ptr, vbase, vstride, j0 + tl.arange(0, BLOCK_J), R, voff, nmask)
+        acc = _dot(p, vt, acc, "ieee", INTERP)
+    _gate_and_store(acc, g_ptr, out_ptr, y_ptr, io, iomask, STORE_Y, INTERP)
+
+
+@triton.jit
 def _bwd_prep_kernel(
     dout_ptr, y_ptr, g_ptr, dy_ptr, dg_ptr, d_ptr,
     S, R, H: tl.constexpr, C: tl.constexpr, DY_GEMM: tl.constexpr, dyn_ptr, DY_NMAJOR: tl.constexpr,
-    INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEADS_FIRST: tl.constexpr, INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """Elementwise part of the backward for one (b, h) and an (i, n) tile, from the forward's fp32 y.
     With DY_NMAJOR, dY' is also written n-major ([B,H,S*C,R]) for the fp32 FMA dbias kernel.
@@ -282,7 +364,7 @@ def _bwd_prep_kernel(
     dP the dbias kernel computes, so dP - D cancels where it should (a row with one dominant j:
     with D from the rounded output instead, bf16 rounding left gradients of 25% of scale there).
     """
-    pid_n, pid_i, b, h = _program(H)
+    pid_n, pid_i, b, h = _program(H, HEADS_FIRST)
     rows = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     io, msk = _flat_io(b, h, rows, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
     do = tl.load(dout_ptr + io, mask=msk, other=0.0).to(tl.float32)
@@ -303,10 +385,11 @@ def _bwd_dv_kernel(
     dy_ptr, dv_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, DY_GEMM: tl.constexpr, IN_PREC: tl.constexpr,
-    INTERP: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEADS_FIRST: tl.constexpr, INTERP: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dv[j, n] = sum_i P[i, j] dY'[i, n] for one (b, h) and a (j, n) tile."""
-    pid_n, pid_j, b, h = _program(H)
+    pid_n, pid_j, b, h = _program(H, HEADS_FIRST)
     dbase, dstride = _view(b, h, S, R, H, C, DY_GEMM)
     doff, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, DY_GEMM)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
@@ -326,14 +409,14 @@ def _bwd_dbias_kernel(
     dy_ptr, v_ptr, d_ptr, dbias_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, DY_GEMM: tl.constexpr, V_GEMM: tl.constexpr,
-    NMAJOR: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr,
+    NMAJOR: tl.constexpr, IN_PREC: tl.constexpr, HEADS_FIRST: tl.constexpr, INTERP: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dbias[i, j, h] = P[i, j] * (sum_n dY'[i, n] v[j, n] - D[i]) for one (b, h) and an (i, j) tile.
 
     NMAJOR: dY' and v are [B,H,S*C,R] copies, so both operands load contiguous along their M/N
     dimension (i, j) rather than along the reduction n (what the fp32 FMA dot wants)."""
-    pid_j, pid_i, b, h = _program(H)
+    pid_j, pid_i, b, h = _program(H, HEADS_FIRST)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
     imask = offs_i < R
@@ -393,6 +476,8 @@ def _config(kernel: str, dtype: torch.dtype, precision: str, gemm: bool = False)
             "dv": dict(BLOCK_I=64, BLOCK_J=128, BLOCK_N=64, num_warps=8, num_stages=3),
             "dbias": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=32, num_warps=4, num_stages=3),
         }[kernel]
+    elif kernel == "fwd_tma":
+        cfg = dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=128, num_warps=8, num_stages=3)
     else:
         cfg = {
             "fwd": (dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3) if gemm
@@ -408,6 +493,17 @@ def _elementwise_config() -> dict:
     if _interpreting():
         return dict(BLOCK_I=16, BLOCK_N=16, num_warps=4)
     return {**dict(BLOCK_I=32, BLOCK_N=128, num_warps=4), **CONFIG_OVERRIDES.get("elementwise", {})}
+
+
+def _grid(tiles0: int, tiles1: int, bh: int) -> tuple:
+    """The launch grid _program decodes (tiles0: the n tiles of the GEMM kernels, tiles1: the row
+    tiles). Heads first, then rows, the n tiles last: the programs of all heads of one tile run side
+    by side, so the C-channel pieces of v, g and out that share a memory sector (adjacent heads) are
+    read and written together and merge in L2 instead of being fetched, or partly written, once per
+    head far apart in time; and the row tiles of one n range follow each other while its v columns
+    are still in L2. (H100, bf16 (512, 768, 8): heads last 300 us, heads first with n before rows
+    246 us, which sent the v re-reads of C=32 shapes to DRAM: docs/KERNELS.md.)"""
+    return (bh, tiles1, tiles0) if HEADS_FIRST else (tiles0, tiles1, bh)
 
 
 def _new(shape, dtype, device) -> torch.Tensor:
@@ -443,16 +539,31 @@ def _use_stored_p(p_mode: str, B, H, R, dtype) -> bool:
     return p_mode == "stored"
 
 
-def _use_gemm_layout(layout: str, dtype, S, C) -> bool:
+def _use_gemm_layout(layout: str, dtype, S, C, training=False) -> bool:
     """"auto": copy v to the gemm layout only where the flat tiles are made of short pieces
-    (C channels of under 32 bytes) and there are many of them (S*C >= 4096). On the H100 sweep
-    (tune_msa_pwa.py) the copy paid off at bf16 (512, 768, 8) (370 vs 479 us) and cost time at
-    (128, 384, 8), C = 32 and fp32 (it adds a pass over v)."""
+    (C channels of under 32 bytes) and there are many of them (S*C >= 4096), or, with
+    GEMM_LAYOUT_FOR_BACKWARD, whenever a backward follows. H100 sweeps (tune_msa_pwa.py): the copy
+    paid off at bf16 forward (512, 768, 8) (231 vs 272 us) and bf16 forward+backward (128, 384, 8)
+    (135 vs 171 us, at a memory cost); it cost time in the forward at C = 32 and fp32 (it adds a
+    pass over v)."""
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {_LAYOUTS}, not {layout!r}")
     if layout == "auto":
-        return C * torch.finfo(dtype).bits // 8 < 32 and S * C >= 4096
+        return C * torch.finfo(dtype).bits // 8 < 32 and (S * C >= 4096 or (training and GEMM_LAYOUT_FOR_BACKWARD))
     return layout == "gemm"
+
+
+def _tma_ok(v) -> bool:
+    """Whether the forward reads the stored P (and the gemm copy of v) through TMA descriptors:
+    16-bit operands, P rows a multiple of 16 bytes (R % 8 == 0), a GEMM of at least
+    TMA_FORWARD_MIN_RN = R*S*C, a Hopper or newer GPU (or the interpreter, where every size
+    qualifies so the CPU tests meet this path), and USE_TMA_FORWARD."""
+    _, S, R, _, C = v.shape
+    if not USE_TMA_FORWARD or v.dtype not in (torch.bfloat16, torch.float16) or R % 8:
+        return False
+    if _interpreting():
+        return True
+    return R * S * C >= TMA_FORWARD_MIN_RN and v.is_cuda and torch.cuda.get_device_capability(v.device)[0] >= 9
 
 
 def _fma(dtype, precision) -> bool:
@@ -467,11 +578,17 @@ def _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, m2=None, l2=None):
         l2 = _new((B, H, R), torch.float32, bias.device)
     p = _new((B, H, R, R), bias.dtype, bias.device) if stored else m2
     bh = _pow2(H)
-    block_j = 16 if _interpreting() else max(16, min(_pow2(R), 2048 // bh))
+    # A whole row in one block while it is small (at most 8192 logits per program), else blocks of
+    # 2048 logits; the interpreter's blocks stay tiny but still meet the single-block path.
+    single = _pow2(R) * bh <= (64 if _interpreting() else 8192)
+    if single:
+        block_j = max(16, _pow2(R))
+    else:
+        block_j = 16 if _interpreting() else max(16, min(_pow2(R), 2048 // bh))
     _stats_kernel[(B * R,)](
         bias, mask_u8 if mask_u8 is not None else bias, m2, l2, p, R, H, *mstrides,
         HAS_MASK=mask_u8 is not None, COMPUTE_STATS=compute, WRITE_P=stored, INTERP=_interpreting(),
-        BLOCK_J=block_j, BLOCK_H=bh, num_warps=4,
+        SINGLE=single, BLOCK_J=block_j, BLOCK_H=bh, num_warps=8 if block_j * bh >= 4096 else 4,
     )
     return m2, l2, (p if stored else None)
 
@@ -482,34 +599,45 @@ def _to_gemm_layout(x, nmajor=False):
     B, S, R, H, C = x.shape
     xt = _new((B, H, S * C, R) if nmajor else (B, H, R, S * C), x.dtype, x.device)
     cfg = _elementwise_config()
-    grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
-    _to_gemm_layout_kernel[grid](x, xt, S, R, H, C, NMAJOR=nmajor, INTERP=_interpreting(), **cfg)
+    grid = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    _to_gemm_layout_kernel[grid](x, xt, S, R, H, C, NMAJOR=nmajor, HEADS_FIRST=HEADS_FIRST, INTERP=_interpreting(),
+                                 **cfg)
     return xt
 
 
 def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
-    """out, the softmax statistics, the v operand the kernels read (v itself or its gemm copy) and,
-    with ``keep_y``, the ungated fp32 y the backward starts from."""
+    """out, the softmax statistics, the v operand the kernels read (v itself or its gemm copy),
+    with ``keep_y`` the ungated fp32 y the backward starts from, and P when ``stored``."""
     B, S, R, H, C = v.shape
     m2, l2, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored)
     vop = _to_gemm_layout(v) if gemm else v
     out = _new((B, S, R, H * C), v.dtype, v.device)
     y = _new(v.shape, torch.float32, v.device) if keep_y else None
+    if stored and _tma_ok(v):
+        cfg = _config("fwd_tma", v.dtype, precision, gemm)
+        bi, bj, bn = cfg["BLOCK_I"], cfg["BLOCK_J"], cfg["BLOCK_N"]
+        p_desc = TensorDescriptor(p, [B * H * R, R], [R, 1], [bi, bj])
+        v_tma = gemm and (S * C) % 8 == 0 and R % bj == 0
+        v_desc = TensorDescriptor(vop, [B * H * R, S * C], [S * C, 1], [bj, bn]) if v_tma else p_desc
+        grid = _grid(triton.cdiv(S * C, bn), triton.cdiv(R, bi), B * H)
+        _fwd_tma_kernel[grid](p_desc, v_desc, vop, g, out, y if keep_y else out, S, R, H, C,
+                              V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, HEADS_FIRST=HEADS_FIRST, INTERP=_interpreting(), **cfg)
+        return out, m2, l2, vop, y, p
     cfg = _config("fwd", v.dtype, precision, gemm)
-    grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    grid = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
     _fwd_kernel[grid](
         vop, g, out, y if keep_y else out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2,
         p if stored else m2, S, R, *mstrides, H, C,
         HAS_MASK=mask_u8 is not None, P_STORED=stored, V_GEMM=gemm, STORE_Y=keep_y, IN_PREC=precision,
-        INTERP=_interpreting(), **cfg,
+        HEADS_FIRST=HEADS_FIRST, INTERP=_interpreting(), **cfg,
     )
-    return out, m2, l2, vop, y
+    return out, m2, l2, vop, y, p
 
 
-def _backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precision, stored, gemm, need):
+def _backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precision, stored, gemm, need, p=None):
     """dv, dbias, dg; ``vop`` is v in the layout the forward read (``gemm``: [B,H,R,S*C]);
     ``y_owner`` a list holding the only reference to the forward's fp32 y = sum_j P v (taken here
-    and released after the first kernel)."""
+    and released after the first kernel); ``p`` the forward's stored P, rebuilt here when None."""
     y = y_owner.pop()
     B, R, _, H = bias.shape
     C = g.shape[-1]
@@ -522,25 +650,26 @@ def _backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precisi
     nmajor = need_bias and FMA_DBIAS_NMAJOR and _fma(g.dtype, precision)
     dyn = _new((B, H, S * C, R), g.dtype, g.device) if nmajor else dy
     ecfg = _elementwise_config()
-    grid = (triton.cdiv(S * C, ecfg["BLOCK_N"]), triton.cdiv(R, ecfg["BLOCK_I"]), B * H)
-    _bwd_prep_kernel[grid](dout, y, g, dy, dg, d, S, R, H, C, gemm, dyn, nmajor, INTERP=_interpreting(), **ecfg)
+    grid = _grid(triton.cdiv(S * C, ecfg["BLOCK_N"]), triton.cdiv(R, ecfg["BLOCK_I"]), B * H)
+    _bwd_prep_kernel[grid](dout, y, g, dy, dg, d, S, R, H, C, gemm, dyn, nmajor, HEADS_FIRST=HEADS_FIRST,
+                           INTERP=_interpreting(), **ecfg)
     del y  # the last reference: y's memory returns before dv, dbias and P are allocated
-    p = None
-    if stored and (need_v or need_bias):
+    if stored and (need_v or need_bias) and p is None:
         _, _, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, True, m2, l2)
-    common = dict(HAS_MASK=mask_u8 is not None, P_STORED=stored, IN_PREC=precision, INTERP=_interpreting())
+    common = dict(HAS_MASK=mask_u8 is not None, P_STORED=stored, IN_PREC=precision, HEADS_FIRST=HEADS_FIRST,
+                  INTERP=_interpreting())
     mk = mask_u8 if mask_u8 is not None else bias
     pp = p if p is not None else m2
     dv = dbias = None
     if need_v:
         dv = _new(g.shape, g.dtype, g.device)
         cfg = _config("dv", g.dtype, precision)
-        grid = (triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
+        grid = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
         _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, DY_GEMM=gemm, **common, **cfg)
     if need_bias:
         dbias = _new(bias.shape, bias.dtype, bias.device)
         cfg = _config("dbias", g.dtype, precision)
-        grid = (triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+        grid = _grid(triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
         if nmajor:
             _bwd_dbias_kernel[grid](dyn, _to_gemm_layout(v, nmajor=True), d, dbias, bias, mk, m2, l2, pp,
                                     S, R, *mstrides, H, C, DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=True, **common, **cfg)
@@ -574,11 +703,13 @@ class MSAPairWeightedAveragingFunction(torch.autograd.Function):
         mask_u8, mstrides = _prepare_mask(mask, B, R, v.device)
         prec = precision if v.dtype == torch.float32 else "ieee"  # only matters for fp32 operands
         stored = _use_stored_p(p_mode, B, H, R, v.dtype)
-        gemm = _use_gemm_layout(layout, v.dtype, S, C)
         training = any(ctx.needs_input_grad[:3])
-        out, m2, l2, vop, y = _forward(v, bias, g, mask_u8, mstrides, prec, stored, gemm, training)
+        gemm = _use_gemm_layout(layout, v.dtype, S, C, training)
+        out, m2, l2, vop, y, p = _forward(v, bias, g, mask_u8, mstrides, prec, stored, gemm, training)
         if training:
-            ctx.save_for_backward(v, vop, bias, g, m2, l2, mask_u8)
+            # P (stored mode: R*R*H, the size of the softmax eager autograd keeps) saves the backward
+            # a second softmax pass (H100 fp32 fwd+bwd (128, 384, 8): about 10 us of 300).
+            ctx.save_for_backward(v, vop, bias, g, m2, l2, mask_u8, p if KEEP_P_FOR_BACKWARD else None)
             # y (fp32, S*R*H*C) is an intermediate kept on ctx, not saved: the backward drops it
             # after its first kernel, before dv, dbias and P are allocated, so it adds nothing to
             # the backward's peak. A second backward through the same graph cannot have it.
@@ -588,14 +719,14 @@ class MSAPairWeightedAveragingFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout):
-        v, vop, bias, g, m2, l2, mask_u8 = ctx.saved_tensors
+        v, vop, bias, g, m2, l2, mask_u8, p = ctx.saved_tensors
         if ctx.y is None:
             raise RuntimeError("msa_pair_weighted_averaging supports one backward per forward: its fp32 "
                                "intermediate is freed by the first (retain_graph=True does not keep it)")
         y_owner, ctx.y = [ctx.y], None  # handed over: _backward drops the last reference early
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         dv, dbias, dg = _backward(dout, v, vop, bias, g, y_owner, mask_u8, ctx.mstrides, m2, l2,
-                                  ctx.precision, ctx.stored, ctx.gemm, need)
+                                  ctx.precision, ctx.stored, ctx.gemm, need, p)
         return dv, dbias, (dg if ctx.needs_input_grad[2] else None), None, None, None, None
 
 

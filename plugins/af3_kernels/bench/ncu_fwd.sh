@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Nsight Compute report of the shipped bf16 forward's kernels at one shape (default S=128 R=384 C=8):
+#   bash plugins/af3_kernels/bench/ncu_fwd.sh OUTFILE [S R C]
+set -euo pipefail
+out=$1; S=${2:-128}; R=${3:-384}; C=${4:-8}
+cd "$(dirname "$0")"
+ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section LaunchStats \
+    --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
+    -k regex:"_fwd_kernel|_stats_kernel|_to_gemm" --launch-skip 2 --launch-count 2 \
+    python3 -c "
+import torch
+from af3_kernels.ops import msa_pwa
+from bench_msa_pwa import inputs
+v, b, g, _ = inputs('bf16', $S, $R, $C)
+with torch.no_grad():
+    for _ in range(3):
+        msa_pwa.msa_pair_weighted_averaging(v, b, g)
+torch.cuda.synchronize()
+" > "$out" 2>&1
