@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Nsight Compute report of the shipped bf16 forward's kernels at one shape (default S=128 R=384 C=8):
+# Nsight Compute report of the shipped bf16 forward's kernels at one shape (default S=128 R=384 C=8;
+# skips the first two matching launches (the first forward where it launches two kernels), reports three):
 #   bash plugins/af3_kernels/bench/ncu_fwd.sh OUTFILE [S R C]
 set -euo pipefail
 out=$1; S=${2:-128}; R=${3:-384}; C=${4:-8}
 cd "$(dirname "$0")"
 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section LaunchStats \
     --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
-    -k regex:"_fwd_kernel|_stats_kernel|_to_gemm" --launch-skip 2 --launch-count 2 \
+    -k regex:"_fwd_kernel|_fwd_tma_kernel|_stats_kernel|_to_gemm" --launch-skip 2 --launch-count 3 \
     python3 -c "
 import torch
 from af3_kernels.ops import msa_pwa
