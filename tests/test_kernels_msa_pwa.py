@@ -155,6 +155,33 @@ def test_layouts_agree_exactly(shape, dtype):
     assert torch.equal(flat, gemm)
 
 
+def test_launch_order_falls_back_past_the_grid_limit(monkeypatch):
+    """Heads first puts the tile counts on the grid's limited y and z axes: past 65535 tiles the
+    launch must use the other order, and tell the kernel so."""
+    monkeypatch.setattr(msa_pwa, "HEADS_FIRST", True)
+    assert msa_pwa._grid(8, 3, 16) == ((16, 3, 8), {"HEADS_FIRST": True})
+    assert msa_pwa._grid(70000, 3, 16) == ((70000, 3, 16), {"HEADS_FIRST": False})
+    monkeypatch.setattr(msa_pwa, "HEADS_FIRST", False)
+    assert msa_pwa._grid(8, 3, 16) == ((8, 3, 16), {"HEADS_FIRST": False})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_launch_orders_agree_exactly(monkeypatch, dtype):
+    """Both launch orders give the same output and gradients: each program decodes the tile it was
+    launched for, whichever order _grid picked. (S*C = 24 spans at most two n-blocks, so the
+    atomically accumulated D sums at most two terms and cannot round differently between orders;
+    R = 40 makes the row and n tile counts differ, so a program decoding the wrong axis misses tiles
+    and leaves poisoned output.)"""
+    v, b, g, dout, mask = make_inputs((2, 3, 40, 3, 8), dtype, True)
+    fn = lambda *a: msa_pair_weighted_averaging(*a, layout="gemm")  # noqa: E731
+    results = []
+    for heads_first in (True, False):
+        monkeypatch.setattr(msa_pwa, "HEADS_FIRST", heads_first)
+        results.append(run(fn, v, b, g, dout, mask, dtype))
+    for first, last in zip(*results):
+        assert torch.equal(first, last)
+
+
 @pytest.mark.skipif(not CUDA, reason="tensor-core precisions exist only on a GPU")
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32"])
 def test_fp32_tensor_core_precisions(precision):

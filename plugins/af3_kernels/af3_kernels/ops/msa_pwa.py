@@ -495,15 +495,23 @@ def _elementwise_config() -> dict:
     return {**dict(BLOCK_I=32, BLOCK_N=128, num_warps=4), **CONFIG_OVERRIDES.get("elementwise", {})}
 
 
-def _grid(tiles0: int, tiles1: int, bh: int) -> tuple:
-    """The launch grid _program decodes (tiles0: the n tiles of the GEMM kernels, tiles1: the row
-    tiles). Heads first, then rows, the n tiles last: the programs of all heads of one tile run side
-    by side, so the C-channel pieces of v, g and out that share a memory sector (adjacent heads) are
-    read and written together and merge in L2 instead of being fetched, or partly written, once per
-    head far apart in time; and the row tiles of one n range follow each other while its v columns
-    are still in L2. (H100, bf16 (512, 768, 8): heads last 300 us, heads first with n before rows
-    246 us, which sent the v re-reads of C=32 shapes to DRAM: docs/KERNELS.md.)"""
-    return (bh, tiles1, tiles0) if HEADS_FIRST else (tiles0, tiles1, bh)
+#: CUDA's limit on the second and third grid dimensions
+_GRID_YZ_MAX = 65535
+
+
+def _grid(tiles0: int, tiles1: int, bh: int) -> tuple[tuple, dict]:
+    """(launch grid, the HEADS_FIRST keyword it needs) for _program (tiles0: the n tiles of the
+    GEMM kernels, tiles1: the row tiles). Heads first, then rows, the n tiles last: the programs of
+    all heads of one tile run side by side, so the C-channel pieces of v, g and out that share a
+    memory sector (adjacent heads) are read and written together and merge in L2 instead of being
+    fetched, or partly written, once per head far apart in time; and the row tiles of one n range
+    follow each other while its v columns are still in L2. (H100, bf16 (512, 768, 8), pointer
+    kernel: heads last 370 us, heads first 262; n before rows helped there but sent the v re-reads
+    of C=32 shapes to DRAM: docs/KERNELS.md.) Tile counts past CUDA's 65535 limit on the second and
+    third grid dimensions fall back to heads last (tiles0 then takes the unlimited first one)."""
+    heads_first = HEADS_FIRST and max(tiles0, tiles1) <= _GRID_YZ_MAX
+    grid = (bh, tiles1, tiles0) if heads_first else (tiles0, tiles1, bh)
+    return grid, dict(HEADS_FIRST=heads_first)
 
 
 def _new(shape, dtype, device) -> torch.Tensor:
@@ -599,9 +607,8 @@ def _to_gemm_layout(x, nmajor=False):
     B, S, R, H, C = x.shape
     xt = _new((B, H, S * C, R) if nmajor else (B, H, R, S * C), x.dtype, x.device)
     cfg = _elementwise_config()
-    grid = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
-    _to_gemm_layout_kernel[grid](x, xt, S, R, H, C, NMAJOR=nmajor, HEADS_FIRST=HEADS_FIRST, INTERP=_interpreting(),
-                                 **cfg)
+    grid, order = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    _to_gemm_layout_kernel[grid](x, xt, S, R, H, C, NMAJOR=nmajor, **order, INTERP=_interpreting(), **cfg)
     return xt
 
 
@@ -619,17 +626,17 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
         p_desc = TensorDescriptor(p, [B * H * R, R], [R, 1], [bi, bj])
         v_tma = gemm and (S * C) % 8 == 0 and R % bj == 0
         v_desc = TensorDescriptor(vop, [B * H * R, S * C], [S * C, 1], [bj, bn]) if v_tma else p_desc
-        grid = _grid(triton.cdiv(S * C, bn), triton.cdiv(R, bi), B * H)
+        grid, order = _grid(triton.cdiv(S * C, bn), triton.cdiv(R, bi), B * H)
         _fwd_tma_kernel[grid](p_desc, v_desc, vop, g, out, y if keep_y else out, S, R, H, C,
-                              V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, HEADS_FIRST=HEADS_FIRST, INTERP=_interpreting(), **cfg)
+                              V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, **order, INTERP=_interpreting(), **cfg)
         return out, m2, l2, vop, y, p
     cfg = _config("fwd", v.dtype, precision, gemm)
-    grid = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    grid, order = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
     _fwd_kernel[grid](
         vop, g, out, y if keep_y else out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2,
         p if stored else m2, S, R, *mstrides, H, C,
         HAS_MASK=mask_u8 is not None, P_STORED=stored, V_GEMM=gemm, STORE_Y=keep_y, IN_PREC=precision,
-        HEADS_FIRST=HEADS_FIRST, INTERP=_interpreting(), **cfg,
+        **order, INTERP=_interpreting(), **cfg,
     )
     return out, m2, l2, vop, y, p
 
@@ -650,32 +657,33 @@ def _backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precisi
     nmajor = need_bias and FMA_DBIAS_NMAJOR and _fma(g.dtype, precision)
     dyn = _new((B, H, S * C, R), g.dtype, g.device) if nmajor else dy
     ecfg = _elementwise_config()
-    grid = _grid(triton.cdiv(S * C, ecfg["BLOCK_N"]), triton.cdiv(R, ecfg["BLOCK_I"]), B * H)
-    _bwd_prep_kernel[grid](dout, y, g, dy, dg, d, S, R, H, C, gemm, dyn, nmajor, HEADS_FIRST=HEADS_FIRST,
-                           INTERP=_interpreting(), **ecfg)
+    grid, order = _grid(triton.cdiv(S * C, ecfg["BLOCK_N"]), triton.cdiv(R, ecfg["BLOCK_I"]), B * H)
+    _bwd_prep_kernel[grid](dout, y, g, dy, dg, d, S, R, H, C, gemm, dyn, nmajor, **order, INTERP=_interpreting(),
+                           **ecfg)
     del y  # the last reference: y's memory returns before dv, dbias and P are allocated
     if stored and (need_v or need_bias) and p is None:
         _, _, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, True, m2, l2)
-    common = dict(HAS_MASK=mask_u8 is not None, P_STORED=stored, IN_PREC=precision, HEADS_FIRST=HEADS_FIRST,
-                  INTERP=_interpreting())
+    common = dict(HAS_MASK=mask_u8 is not None, P_STORED=stored, IN_PREC=precision, INTERP=_interpreting())
     mk = mask_u8 if mask_u8 is not None else bias
     pp = p if p is not None else m2
     dv = dbias = None
     if need_v:
         dv = _new(g.shape, g.dtype, g.device)
         cfg = _config("dv", g.dtype, precision)
-        grid = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
-        _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, DY_GEMM=gemm, **common, **cfg)
+        grid, order = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H)
+        _bwd_dv_kernel[grid](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, DY_GEMM=gemm, **order, **common,
+                             **cfg)
     if need_bias:
         dbias = _new(bias.shape, bias.dtype, bias.device)
         cfg = _config("dbias", g.dtype, precision)
-        grid = _grid(triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+        grid, order = _grid(triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
         if nmajor:
             _bwd_dbias_kernel[grid](dyn, _to_gemm_layout(v, nmajor=True), d, dbias, bias, mk, m2, l2, pp,
-                                    S, R, *mstrides, H, C, DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=True, **common, **cfg)
+                                    S, R, *mstrides, H, C, DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=True, **order,
+                                    **common, **cfg)
         else:
             _bwd_dbias_kernel[grid](dy, vop, d, dbias, bias, mk, m2, l2, pp, S, R, *mstrides, H, C,
-                                    DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=False, **common, **cfg)
+                                    DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=False, **order, **common, **cfg)
     return dv, dbias, dg
 
 
