@@ -26,7 +26,7 @@ if not CUDA:
     # Before triton's first import: it decides at decoration time, its own library included.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from af3_kernels.ops import msa_pwa  # noqa: E402
+from af3_kernels.ops import msa_pwa, msa_pwa_fma  # noqa: E402
 from af3_kernels.ops.msa_pwa import MSAWeightedAveragingFused, msa_pair_weighted_averaging  # noqa: E402
 from af3_kernels.reference import msa_pwa_reference  # noqa: E402
 
@@ -191,6 +191,51 @@ def test_fp32_tensor_core_precisions(precision):
     ref = msa_pwa_reference(v.double(), b.double(), g.double())
     rel = ((out.double() - ref).abs().max() / ref.abs().max()).item()
     assert rel < (1e-5 if precision == "tf32x3" else 5e-3), rel
+
+
+@pytest.mark.skipif(not CUDA, reason="the Gluon FMA forward runs only on a CUDA GPU")
+@pytest.mark.parametrize("shape", LARGE + [(2, 3, 5, 2, 7), (1, 1, 17, 3, 5), (1, 1, 1, 1, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_fp32_gluon_fma_forward(monkeypatch, shape, masked):
+    """The exact fp32 forward from a stored P in Gluon (msa_pwa_fma; off by default, switched on
+    here), with its backward: odd R, S, H and C, k-tiles past R (zero-filled copies), rows and
+    columns past the tile edges."""
+    ok, why = msa_pwa_fma.available()
+    if not ok:
+        pytest.skip(f"Gluon FMA forward unavailable: {why}")
+    monkeypatch.setattr(msa_pwa, "USE_GLUON_FMA_FORWARD", True)
+    assert msa_pwa._gluon_fma_ok(torch.empty(1, device=DEVICE), "ieee"), "the Gluon path would not be taken"
+    check(shape, torch.float32, masked, p_mode="stored", layout="flat")
+
+
+def test_gluon_fma_forward_compiles_for_hopper():
+    """Compiled offline for sm_90 (no GPU needed): every FMA of the per-thread accumulator blocks is
+    fed by 16-byte shared-memory loads (SPT_I*REP_I + SPT_N*REP_N values per reduction step, no
+    scalar loads) and the P and v tiles arrive by 16-byte cp.async."""
+    if msa_pwa_fma._IMPORT_ERROR is not None:
+        pytest.skip(f"no Gluon here: {msa_pwa_fma._IMPORT_ERROR}")
+    import re
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    fn = msa_pwa_fma._fwd_fma_kernel
+    cfg = dict(msa_pwa_fma.DEFAULT_CONFIG)
+    num_warps = cfg.pop("num_warps")
+    const = dict(H=8, C=8, STORE_Y=False, HEADS_FIRST=True, KS=msa_pwa_fma.K_STEP, **cfg)
+    names = fn.arg_names
+    sig = {n: "constexpr" if n in const else ("*fp32" if n.endswith("_ptr") else "i32") for n in names}
+    # what the launcher specializes for R = 384, S = 128 and aligned tensors
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names if n.endswith("_ptr") or n in ("S", "R")}
+    src = GluonASTSource(fn, sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps)).asm["ptx"]
+    rows, cols = cfg["SPT_I"] * cfg["REP_I"], cfg["SPT_N"] * cfg["REP_N"]  # a thread's accumulators
+    assert len(re.findall(r"\bfma\.rn\.f32\b", ptx)) == rows * cols * cfg["BLOCK_K"]  # per k-tile
+    assert len(re.findall(r"\bld\.shared\.v4\.b32\b", ptx)) == (rows + cols) * cfg["BLOCK_K"] // 4
+    assert not re.findall(r"\bld\.shared\.(b32|f32|v2)", ptx)
+    assert re.findall(r"cp\.async\.cg\.shared\.global[^;]*\], 0x10,", ptx)  # 16-byte copies
 
 
 def test_mask_broadcasts_and_matches_ligo_additive_mask():

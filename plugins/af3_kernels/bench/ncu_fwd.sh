@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Nsight Compute report of the shipped bf16 forward's kernels at one shape (default S=128 R=384 C=8;
+# Nsight Compute report of the shipped forward's kernels at one shape (default bf16, S=128 R=384 C=8;
 # skips the first two matching launches (the first forward where it launches two kernels), reports three):
-#   bash plugins/af3_kernels/bench/ncu_fwd.sh OUTFILE [S R C]
+#   bash plugins/af3_kernels/bench/ncu_fwd.sh OUTFILE [S R C [DTYPE]]
 set -euo pipefail
-out=$1; S=${2:-128}; R=${3:-384}; C=${4:-8}
+out=$1; S=${2:-128}; R=${3:-384}; C=${4:-8}; DTYPE=${5:-bf16}
 cd "$(dirname "$0")"
 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section LaunchStats \
     --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis \
@@ -12,7 +12,7 @@ ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis
 import torch
 from af3_kernels.ops import msa_pwa
 from bench_msa_pwa import inputs
-v, b, g, _ = inputs('bf16', $S, $R, $C)
+v, b, g, _ = inputs('$DTYPE', $S, $R, $C)
 with torch.no_grad():
     for _ in range(3):
         msa_pwa.msa_pair_weighted_averaging(v, b, g)

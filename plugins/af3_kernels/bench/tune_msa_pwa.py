@@ -57,10 +57,27 @@ CANDIDATES = {
     ("fwd_tma", "tma"): [cfg(128, 64, 128, 8, 3), cfg(128, 64, 128, 4, 3), cfg(128, 64, 256, 8, 3),
                          cfg(128, 64, 64, 4, 4), cfg(64, 64, 128, 4, 4), cfg(128, 128, 128, 8, 2),
                          cfg(64, 64, 256, 8, 3), cfg(256, 64, 128, 8, 2), cfg(128, 32, 128, 4, 4)],
+    # heads per program (group_heads): a wider n tile carries the same per-head width at 2 heads
+    ("fwd", "heads"): [cfg(128, 64, 128, 8, 3), cfg(128, 64, 64, 4, 3), cfg(64, 64, 128, 4, 3),
+                       cfg(128, 32, 128, 8, 3), cfg(64, 64, 64, 4, 3), cfg(128, 64, 128, 4, 2)],
+    ("fwd_tma", "heads"): [cfg(128, 64, 128, 8, 3), cfg(128, 64, 256, 8, 2), cfg(128, 64, 64, 4, 3),
+                           cfg(64, 64, 128, 4, 3), cfg(128, 32, 128, 8, 4), cfg(128, 32, 256, 8, 3)],
     ("elementwise", None): [dict(BLOCK_I=32, BLOCK_N=128, num_warps=4), dict(BLOCK_I=16, BLOCK_N=256, num_warps=4),
                             dict(BLOCK_I=64, BLOCK_N=64, num_warps=4), dict(BLOCK_I=8, BLOCK_N=512, num_warps=4),
                             dict(BLOCK_I=64, BLOCK_N=128, num_warps=8)],
 }
+
+
+# Gluon FMA forward (msa_pwa_fma): changes to its DEFAULT_CONFIG. SPT_*: the per-thread block,
+# TPW_I/WARPS_I: threads and warps along i, REP_*: repeats of the layout over the tile (a thread
+# then owns REP_I x REP_N blocks a layout-width apart), P_PHASE/P_MAX_PHASE: the P tile's swizzle.
+GLUON_CANDIDATES = [
+    dict(), dict(SPT_N=4), dict(SPT_N=4, REP_N=2), dict(SPT_I=4, SPT_N=4, REP_I=2, REP_N=2, P_PHASE=4),
+    dict(SPT_I=4, SPT_N=4, REP_I=2, REP_N=2, P_PHASE=4, P_MAX_PHASE=8),
+    dict(SPT_I=4, SPT_N=4, TPW_I=8, REP_I=2, REP_N=2, P_PHASE=4, P_MAX_PHASE=8),
+    dict(SPT_N=4, REP_N=2, num_warps=8, WARPS_I=4), dict(SPT_N=4, BLOCK_K=16, STAGES=4),
+    dict(SPT_I=4, SPT_N=4, REP_I=2, REP_N=2, P_PHASE=4, STAGES=2), dict(SPT_N=4, REP_N=2, STAGES=2),
+]
 
 
 def report(label, res):
@@ -109,10 +126,17 @@ class Sweep:
             with open(self.args.out, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def time_configs(self, kernel, unit, call, tag):
-        """Best (us, config) of ``kernel``'s candidates, each timed with the others at their default."""
+    def floor_and_eager(self, direction, dtype, S, R, C, v, b, g, dout):
+        """The row every comparison starts from: the shape's floor and eager PyTorch, in us."""
+        return {"floor": floors.msa_pwa_floor(direction, B, S, R, H, C, dtype).seconds * 1e6,
+                "eager": graph_us(caller(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g, dout, direction),
+                                  self.args.reps, self.flusher)}
+
+    def time_configs(self, kernel, unit, call, tag, candidates=None):
+        """Best (us, config) of ``kernel``'s candidates (CANDIDATES[(kernel, unit)] unless given),
+        each timed with the other kernels at their default."""
         results = []
-        for c in CANDIDATES[(kernel, unit)]:
+        for c in candidates if candidates is not None else CANDIDATES[(kernel, unit)]:
             if time.time() > self.end:
                 break
             msa_pwa.CONFIG_OVERRIDES[kernel] = c
@@ -220,9 +244,7 @@ class Sweep:
                 continue
             tag = f"fwd {dtype} S={S} R={R} C={C}"
             v, b, g, dout = inputs(dtype, S, R, C)
-            row = {"floor": floors.msa_pwa_floor("fwd", B, S, R, H, C, dtype).seconds * 1e6,
-                   "eager": graph_us(caller(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g, dout, "fwd"),
-                                     self.args.reps, self.flusher)}
+            row = self.floor_and_eager("fwd", dtype, S, R, C, v, b, g, dout)
             msa_pwa.USE_TMA_FORWARD = False
             row["pointer_auto"] = graph_us(caller(fused("auto"), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
             msa_pwa.USE_TMA_FORWARD = True
@@ -238,6 +260,78 @@ class Sweep:
             print(f"{tag}: " + "  ".join(f"{k} {x:.3g}" for k, x in row.items()), flush=True)
             self.emit(part="tma", dtype=dtype, S=S, R=R, C=C, row=row, best=best)
 
+    def group_heads(self):
+        """Heads per forward program (the HEADS config key; GROUP_HEADS) at the bf16 forward shapes
+        whose channel pieces are under a sector (C = 8):
+        the pointer-load and the TMA forward (TMA at every size here), flat layout, each with its
+        candidate block sizes at 1 and 2 heads; the gemm-copy layout at its defaults, eager and
+        --baseline beside them in the same run."""
+        saved = msa_pwa.USE_TMA_FORWARD, msa_pwa.TMA_FORWARD_MIN_RN
+        try:
+            msa_pwa.TMA_FORWARD_MIN_RN = 0
+            for dtype, S, R, C in FWD_SHAPES:
+                if dtype == "fp32" or C * 2 >= 32:  # only where a head's channels are under a sector
+                    continue
+                tag = f"fwd {dtype} S={S} R={R} C={C}"
+                v, b, g, dout = inputs(dtype, S, R, C)
+                row = self.floor_and_eager("fwd", dtype, S, R, C, v, b, g, dout)
+                if self.args.baseline_module is not None:
+                    row["baseline"] = graph_us(caller(fused(None, module=self.args.baseline_module), v, b, g, dout,
+                                                      "fwd"), self.args.reps, self.flusher)
+                best = {}
+                for kernel in ("fwd", "fwd_tma"):
+                    msa_pwa.USE_TMA_FORWARD = kernel == "fwd_tma"
+                    row[f"{kernel}_gemm"] = graph_us(caller(fused("gemm"), v, b, g, dout, "fwd"), self.args.reps,
+                                                     self.flusher)
+                    for heads in (1, 2):
+                        cands = [dict(c, HEADS=heads) for c in CANDIDATES[(kernel, "heads")]]
+                        res = self.time_configs(kernel, None, caller(fused("flat"), v, b, g, dout, "fwd"),
+                                                f"{tag} heads={heads}", cands)
+                        report(f"{tag} {kernel} flat heads={heads}", res)
+                        if res:
+                            row[f"{kernel}_flat_h{heads}"] = res[0][0]
+                            best[f"{kernel}_h{heads}"] = res[0][1]
+                print(f"heads {tag}: " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
+                self.emit(part="heads", dtype=dtype, S=S, R=R, C=C, row=row, best=best)
+        finally:
+            msa_pwa.USE_TMA_FORWARD, msa_pwa.TMA_FORWARD_MIN_RN = saved
+
+    def gluon_fma(self):
+        """The exact fp32 forward (128, 384, 8): Triton's tl.dot on the FMA units (_fwd_kernel) against
+        the Gluon kernel (msa_pwa_fma) at each candidate register tile, eager beside them; then
+        forward+backward with either forward, and each one's relative error against float64."""
+        from af3_kernels.ops import msa_pwa_fma
+
+        saved = msa_pwa.USE_GLUON_FMA_FORWARD
+        try:
+            for direction in ("fwd", "fwdbwd"):
+                v, b, g, dout = inputs("fp32", 128, 384, 8, grad=direction != "fwd")
+                row = self.floor_and_eager(direction, "fp32", 128, 384, 8, v, b, g, dout)
+                for gluon in (False, True):
+                    msa_pwa.USE_GLUON_FMA_FORWARD = gluon
+                    key = "gluon" if gluon else "triton"
+                    row[key] = graph_us(caller(fused("auto"), v, b, g, dout, direction), self.args.reps, self.flusher)
+                    row[f"err_{key}"] = rel_err(fused("auto"), v, b, g)
+                if direction == "fwd":
+                    for c in GLUON_CANDIDATES:
+                        if time.time() > self.end:
+                            break
+                        msa_pwa_fma.CONFIG_OVERRIDES.update(c)
+                        try:
+                            us = graph_us(caller(fused("auto"), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
+                        except Exception as exc:  # e.g. too much shared memory
+                            print(f"    gluon {c}: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
+                            continue
+                        finally:
+                            msa_pwa_fma.CONFIG_OVERRIDES.clear()
+                        print(f"    gluon fwd fp32 128,384,8 {c}: {us:.1f}", flush=True)
+                        self.emit(part="gluon_config", config=c, us=us)
+                print(f"gluon {direction} fp32 S=128 R=384 C=8: " + "  ".join(
+                    f"{k} {x:.3g}" for k, x in row.items()), flush=True)
+                self.emit(part="gluon", direction=direction, row=row)
+        finally:
+            msa_pwa.USE_GLUON_FMA_FORWARD = saved
+
     def compare(self):
         """Eager, --baseline (an older msa_pwa.py) and this msa_pwa.py at its defaults, side by side
         in one process, at every target shape plus bf16 forward+backward."""
@@ -245,9 +339,7 @@ class Sweep:
                                                              ("fwdbwd", "bf16", 128, 384, 8)]
         for direction, dtype, S, R, C in shapes:
             v, b, g, dout = inputs(dtype, S, R, C, grad=direction != "fwd")
-            row = {"floor": floors.msa_pwa_floor(direction, B, S, R, H, C, dtype).seconds * 1e6,
-                   "eager": graph_us(caller(lambda v, b, g: msa_pwa_reference(v, b, g), v, b, g, dout, direction),
-                                     self.args.reps, self.flusher)}
+            row = self.floor_and_eager(direction, dtype, S, R, C, v, b, g, dout)
             if self.args.baseline_module is not None:
                 row["baseline"] = graph_us(caller(fused(None, module=self.args.baseline_module), v, b, g, dout,
                                                   direction), self.args.reps, self.flusher)
@@ -357,7 +449,7 @@ class Sweep:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="fwd,fwdbwd,elementwise,profile",
-                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more compare memory-variants order tma elementwise profile profile-bf16")
+                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more compare memory-variants order tma heads gluon elementwise profile profile-bf16")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default="")
     ap.add_argument("--budget-s", type=float, default=300)
@@ -382,7 +474,8 @@ def main(argv=None):
             sweep.shape_row("fwdbwd", *shape)
     simple = {"orientation": sweep.orientation, "tf32": sweep.tensor_core_fp32, "bf16-more": sweep.bf16_more,
               "compare": sweep.compare, "memory-variants": sweep.memory_variants, "order": sweep.launch_order,
-              "tma": sweep.tma_forward, "elementwise": sweep.elementwise}
+              "tma": sweep.tma_forward, "elementwise": sweep.elementwise, "heads": sweep.group_heads,
+              "gluon": sweep.gluon_fma}
     for name, run in simple.items():
         if name in parts:
             run()

@@ -23,6 +23,9 @@ V_h[j, n] (R x S*C, n = s*C + c), so the S rows share one softmax and tensor cor
   gradient is needed, y = acc is kept in fp32 for the backward. ``_fwd_tma_kernel`` is the same for
   16-bit inputs at larger sizes, reading the stored P (and v's gemm copy) through TMA descriptors.
 - Every tiled kernel launches heads first (see _grid): neighbouring heads share memory sectors.
+  On tensor cores, where one head's C channels fill half a 32-byte sector (bf16, C = 8), a forward
+  program owns two adjacent heads (HEADS = 2, _group_heads) so v, g and out move in whole sectors.
+- msa_pwa_fma holds an opt-in Gluon version of the exact fp32 forward (USE_GLUON_FMA_FORWARD).
 - Backward as in flash attention:
     dY' = dout * sigmoid(g) (rounded);  dg = dout * y * sigmoid(g) * (1 - sigmoid(g));  D[i] = sum_n dY' * y
     dV = P^T dY';  dP = dY' V^T (summed over n inside the kernel);  dbias = P * (dP - D)
@@ -39,6 +42,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from af3_kernels.ops import msa_pwa_fma
 from af3_kernels.ops.msa_pwa_constants import MASKED_LOGIT
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -59,10 +63,10 @@ FMA_DBIAS_NMAJOR = True
 #: bf16/fp16 forward from a stored P: read P (and v's gemm copy) through TMA descriptors with the
 #: larger tiles of _fwd_tma_kernel (see _tma_ok); False keeps the pointer-load _fwd_kernel
 USE_TMA_FORWARD = True
-#: ... from this GEMM size R*S*C up. H100, bf16 (tune_msa_pwa.py, one run): (128, 384, 8) 36 us with
-#: pointer loads vs 40 with TMA; (128, 384, 32) 62 vs 59; (128, 768, 32) 161 vs 144; (512, 768, 8)
-#: 262 vs 231 (gemm layout). Below ~2M the smaller pointer-load tiles win.
-TMA_FORWARD_MIN_RN = 2**21
+#: ... from this GEMM size R*S*C up. H100, bf16 (tune_msa_pwa.py, one run): (128, 384, 8), 0.4M,
+#: 36 us with pointer loads vs 40 with TMA; (128, 384, 32), 1.6M, 62 vs 59; (128, 768, 32) 161 vs
+#: 144; (512, 768, 8) 262 vs 231 (gemm layout). The smaller pointer-load tiles win only at the smallest.
+TMA_FORWARD_MIN_RN = 2**20
 #: layout="auto" also picks the gemm copy for short channel pieces at small S when a backward
 #: follows. Off: faster (H100 bf16 fwd+bwd (128, 384, 8): 135 vs 171 us) but the saved copy of v
 #: lifts the peak above eager's at R = 384 and 768 (tune_msa_pwa.py memory-variants); pass
@@ -71,8 +75,15 @@ GEMM_LAYOUT_FOR_BACKWARD = False
 #: the forward's stored P is kept for the backward instead of being rebuilt there (H100 fp32
 #: fwd+bwd (128, 384, 8): 284 vs 289 us; the peak stays under eager's at R = 384 to 3072)
 KEEP_P_FOR_BACKWARD = True
+#: exact fp32 forward from a stored P in Gluon with explicit per-thread accumulator blocks
+#: (msa_pwa_fma) instead of _fwd_kernel's tl.dot. Off: correct but not faster (H100, (128, 384, 8):
+#: 78.4 us at its best configuration vs 76.6; docs/KERNELS.md)
+USE_GLUON_FMA_FORWARD = False
 #: launch order of the tiled kernels: all heads of a tile side by side (see _grid)
 HEADS_FIRST = True
+#: forward programs on tensor cores own two adjacent heads whose channel pieces are shorter than a
+#: 32-byte sector (bf16 C = 8), so v, g and out move in whole sectors (see _fwd_kernel, _group_heads)
+GROUP_HEADS = True
 
 
 def _interpreting() -> bool:
@@ -285,27 +296,77 @@ def _to_gemm_layout_kernel(
 
 
 @triton.jit
+def _group_cols(n0, h0, S, R, H: tl.constexpr, C: tl.constexpr, HEADS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Columns n0 .. n0+BLOCK_N of a head group's [rows, n] view of a flat [B,S,R,H,C] tensor: the
+    HEADS heads from h0 side by side, n = s*HEADS*C + t*C + c for head h0 + t. Returns the offsets
+    from row 0 of head h0, the mask of real columns (s < S, h0 + t < H) and t per column. With
+    HEADS = 1 this is the flat view of _n_offsets; with more, the channels of a group are one
+    contiguous piece (bf16, C = 8, two heads: a whole 32-byte sector instead of half of one)."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    piece = offs_n % (HEADS * C)
+    off = (offs_n // (HEADS * C)).to(tl.int64) * (R * (H * C)) + piece
+    t = piece // C
+    if H % HEADS == 0:  # no head past H: a mask Triton's vectorizer can see through (s < S only)
+        return off, offs_n < S * (HEADS * C), t
+    return off, (offs_n < S * (HEADS * C)) & (h0 + t < H), t
+
+
+@triton.jit
+def _second_head(h0, H: tl.constexpr):
+    """The second head of a pair, clamped to a real head: past H (odd H) its columns are masked
+    off, so any finite P serves."""
+    if H % 2 == 0:
+        return h0 + 1
+    return tl.minimum(h0 + 1, H - 1)
+
+
+@triton.jit
 def _fwd_kernel(
     v_ptr, g_ptr, out_ptr, y_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, V_GEMM: tl.constexpr, STORE_Y: tl.constexpr,
     IN_PREC: tl.constexpr, HEADS_FIRST: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr,
 ):
-    """out[i, n] = sigmoid(g[i, n]) * y[i, n], y = sum_j P[i, j] v[j, n], for one (b, h) and an
-    (i, n) tile; with STORE_Y also y itself in fp32 (for the backward)."""
-    pid_n, pid_i, b, h = _program(H, HEADS_FIRST)
-    vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
-    voff, nmask = _n_offsets(pid_n * BLOCK_N, S, R, H, C, BLOCK_N, V_GEMM)
+    """out[i, n] = sigmoid(g[i, n]) * y[i, n], y = sum_j P[i, j] v[j, n], for one (b, head group)
+    and an (i, n) tile; with STORE_Y also y itself in fp32 (for the backward).
+
+    HEADS = 2: a program owns two adjacent heads (see _group_cols). Per j-block it loads one v tile
+    holding both heads' channels, in the caller's (s, h, c) column order, and multiplies it by
+    each head's P into that head's accumulator; the epilogue keeps, per column, the accumulator of
+    the column's head. Twice the tensor-core work buys whole memory sectors for v, g and out when a
+    head's C channels fill only half of one (bf16, C = 8). V_GEMM (the per-head copy of v) needs
+    HEADS = 1."""
+    pid_n, pid_i, b, hg = _program((H + HEADS - 1) // HEADS, HEADS_FIRST)
+    h0 = hg * HEADS
+    n0 = pid_n * BLOCK_N
+    if V_GEMM:
+        vbase, vstride = _view(b, h0, S, R, H, C, True)
+        voff, vmask = _n_offsets(n0, S, R, H, C, BLOCK_N, True)
+    base = b * S * R * (H * C) + h0 * C  # head h0 in the flat layout (v, g, out, y)
+    off, nmask, col_t = _group_cols(n0, h0, S, R, H, C, HEADS, BLOCK_N)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    io, iomask = _flat_io(b, h, offs_i, pid_n * BLOCK_N, S, R, H, C, BLOCK_N)
+    io = base + offs_i.to(tl.int64)[:, None] * (H * C) + off[None, :]
+    iomask = (offs_i < R)[:, None] & nmask[None, :]
     acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
+    if HEADS == 2:
+        acc1 = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
     for j0 in range(0, R, BLOCK_J):
         offs_j = j0 + tl.arange(0, BLOCK_J)
-        p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
+        # P before v: with v first the fp32 forward took 76.4 instead of 75.0 us (H100, same run)
+        p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h0, offs_i, offs_j, R, H, smb, smi, smj,
                     HAS_MASK, P_STORED)
-        vt = _xtile(v_ptr, vbase, vstride, offs_j, R, voff, nmask)
+        if V_GEMM:
+            vt = _xtile(v_ptr, vbase, vstride, offs_j, R, voff, vmask)
+        else:
+            vt = _xtile(v_ptr, base, H * C, offs_j, R, off, nmask)
         acc = _dot(_cast(p, vt.dtype, INTERP), vt, acc, IN_PREC, INTERP)
+        if HEADS == 2:
+            p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, _second_head(h0, H), offs_i, offs_j, R, H,
+                        smb, smi, smj, HAS_MASK, P_STORED)
+            acc1 = _dot(_cast(p, vt.dtype, INTERP), vt, acc1, IN_PREC, INTERP)
+    if HEADS == 2:
+        acc = tl.where((col_t == 0)[None, :], acc, acc1)
     _gate_and_store(acc, g_ptr, out_ptr, y_ptr, io, iomask, STORE_Y, INTERP)
 
 
@@ -323,29 +384,42 @@ def _fwd_tma_kernel(
     p_desc, v_desc, v_ptr, g_ptr, out_ptr, y_ptr, S, R, H: tl.constexpr, C: tl.constexpr,
     V_GEMM: tl.constexpr, V_TMA: tl.constexpr, STORE_Y: tl.constexpr, HEADS_FIRST: tl.constexpr,
     INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr,
 ):
     """_fwd_kernel from a stored 16-bit P read through a TMA descriptor ([B*H*R, R]: columns past
     R arrive as zeros), and v either the same way from its gemm copy ([B*H*R, S*C], V_TMA: needs
     R % BLOCK_J == 0, or a tile's last rows would be the next head's) or with pointer loads (from v
-    in place, or from the gemm copy with V_GEMM).
+    in place, or from the gemm copy with V_GEMM). HEADS as in _fwd_kernel (v in place only).
     The bulk copies free the load path for the larger tiles that cut the re-reads of P and v."""
-    pid_n, pid_i, b, h = _program(H, HEADS_FIRST)
-    bh = (b * H + h).to(tl.int32)
+    pid_n, pid_i, b, hg = _program((H + HEADS - 1) // HEADS, HEADS_FIRST)
+    h0 = hg * HEADS
     n0 = pid_n * BLOCK_N
-    if not V_TMA:
-        vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
-        voff, nmask = _n_offsets(n0, S, R, H, C, BLOCK_N, V_GEMM)
+    if V_GEMM and not V_TMA:
+        vbase, vstride = _view(b, h0, S, R, H, C, True)
+        voff, vmask = _n_offsets(n0, S, R, H, C, BLOCK_N, True)
+    base = b * S * R * (H * C) + h0 * C
+    off, nmask, col_t = _group_cols(n0, h0, S, R, H, C, HEADS, BLOCK_N)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    io, iomask = _flat_io(b, h, offs_i, n0, S, R, H, C, BLOCK_N)
+    io = base + offs_i.to(tl.int64)[:, None] * (H * C) + off[None, :]
+    iomask = (offs_i < R)[:, None] & nmask[None, :]
     acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
+    if HEADS == 2:
+        acc1 = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
+    bh = (b * H + h0).to(tl.int32)
     for j0 in range(0, R, BLOCK_J):
-        p = p_desc.load([bh * R + pid_i * BLOCK_I, j0])
+        p = p_desc.load([bh * R + pid_i * BLOCK_I, j0])  # P before v: the order measured fastest
         if V_TMA:
             vt = v_desc.load([bh * R + j0, n0])
+        elif V_GEMM:
+            vt = _xtile(v_ptr, vbase, vstride, j0 + tl.arange(0, BLOCK_J), R, voff, vmask)
         else:
-            vt = _xtile(v_ptr, vbase, vstride, j0 + tl.arange(0, BLOCK_J), R, voff, nmask)
+            vt = _xtile(v_ptr, base, H * C, j0 + tl.arange(0, BLOCK_J), R, off, nmask)
         acc = _dot(p, vt, acc, "ieee", INTERP)
+        if HEADS == 2:
+            bh1 = (b * H + _second_head(h0, H)).to(tl.int32)
+            acc1 = _dot(p_desc.load([bh1 * R + pid_i * BLOCK_I, j0]), vt, acc1, "ieee", INTERP)
+    if HEADS == 2:
+        acc = tl.where((col_t == 0)[None, :], acc, acc1)
     _gate_and_store(acc, g_ptr, out_ptr, y_ptr, io, iomask, STORE_Y, INTERP)
 
 
@@ -456,7 +530,7 @@ def _bwd_dbias_kernel(
 # Launch configuration
 
 
-def _config(kernel: str, dtype: torch.dtype, precision: str, gemm: bool = False) -> dict:
+def _config(kernel: str, dtype: torch.dtype, precision: str, gemm: bool = False, heads: int = 1) -> dict:
     """Block sizes (BLOCK_N is the width of the (s, c) tile) and launch options of one kernel.
 
     Defaults from the H100 sweep of plugins/af3_kernels/bench/tune_msa_pwa.py (CUDA-graph timing;
@@ -480,12 +554,21 @@ def _config(kernel: str, dtype: torch.dtype, precision: str, gemm: bool = False)
         cfg = dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=128, num_warps=8, num_stages=3)
     else:
         cfg = {
-            "fwd": (dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3) if gemm
+            "fwd": (dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3) if gemm or heads == 2
                     else dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3)),
             "dv": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=128, num_warps=4, num_stages=3),
             "dbias": dict(BLOCK_I=128, BLOCK_J=64, BLOCK_N=32, num_warps=8, num_stages=2),
         }[kernel]
     return {**cfg, **CONFIG_OVERRIDES.get(kernel, {})}
+
+
+def _group_heads(dtype: torch.dtype, precision: str, H: int, C: int) -> int:
+    """Heads per forward program in the flat layout (see _fwd_kernel): with GROUP_HEADS, two where
+    a head's channels are shorter than a 32-byte memory sector and H > 1, on tensor cores only
+    (each head's dot also runs over the other head's columns: the FMA path would pay in full)."""
+    if not GROUP_HEADS or _fma(dtype, precision) or H == 1:
+        return 1
+    return 2 if C * torch.finfo(dtype).bits // 8 < 32 else 1
 
 
 def _elementwise_config() -> dict:
@@ -551,9 +634,9 @@ def _use_gemm_layout(layout: str, dtype, S, C, training=False) -> bool:
     """"auto": copy v to the gemm layout only where the flat tiles are made of short pieces
     (C channels of under 32 bytes) and there are many of them (S*C >= 4096), or, with
     GEMM_LAYOUT_FOR_BACKWARD, whenever a backward follows. H100 sweeps (tune_msa_pwa.py): the copy
-    paid off at bf16 forward (512, 768, 8) (231 vs 272 us) and bf16 forward+backward (128, 384, 8)
-    (135 vs 171 us, at a memory cost); it cost time in the forward at C = 32 and fp32 (it adds a
-    pass over v)."""
+    paid off at bf16 forward (512, 768, 8) (231 vs 272 us with one head per program; head pairs in
+    place come close, 236-238, but not level) and bf16 forward+backward (128, 384, 8) (135 vs 171
+    us, at a memory cost); it cost time in the forward at C = 32 and fp32 (it adds a pass over v)."""
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {_LAYOUTS}, not {layout!r}")
     if layout == "auto":
@@ -572,6 +655,13 @@ def _tma_ok(v) -> bool:
     if _interpreting():
         return True
     return R * S * C >= TMA_FORWARD_MIN_RN and v.is_cuda and torch.cuda.get_device_capability(v.device)[0] >= 9
+
+
+def _gluon_fma_ok(v, precision) -> bool:
+    """Whether the exact fp32 forward runs as msa_pwa_fma's Gluon kernel (USE_GLUON_FMA_FORWARD,
+    a CUDA tensor, Gluon available) rather than as _fwd_kernel's tl.dot on the FMA units."""
+    return (USE_GLUON_FMA_FORWARD and _fma(v.dtype, precision) and v.is_cuda and not _interpreting()
+            and msa_pwa_fma.available()[0])
 
 
 def _fma(dtype, precision) -> bool:
@@ -612,6 +702,14 @@ def _to_gemm_layout(x, nmajor=False):
     return xt
 
 
+def _fwd_launch_config(kernel, v, precision, gemm):
+    """_config of a forward kernel with its HEADS (heads per program) settled: an override's
+    number, else _group_heads's; always 1 with the gemm copy of v, which is per head."""
+    heads = 1 if gemm else CONFIG_OVERRIDES.get(kernel, {}).get(
+        "HEADS", _group_heads(v.dtype, precision, v.shape[3], v.shape[4]))
+    return {**_config(kernel, v.dtype, precision, gemm, heads), "HEADS": heads}
+
+
 def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
     """out, the softmax statistics, the v operand the kernels read (v itself or its gemm copy),
     with ``keep_y`` the ungated fp32 y the backward starts from, and P when ``stored``."""
@@ -621,17 +719,22 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
     out = _new((B, S, R, H * C), v.dtype, v.device)
     y = _new(v.shape, torch.float32, v.device) if keep_y else None
     if stored and _tma_ok(v):
-        cfg = _config("fwd_tma", v.dtype, precision, gemm)
-        bi, bj, bn = cfg["BLOCK_I"], cfg["BLOCK_J"], cfg["BLOCK_N"]
+        cfg = _fwd_launch_config("fwd_tma", v, precision, gemm)
+        bi, bj, bn, hp = cfg["BLOCK_I"], cfg["BLOCK_J"], cfg["BLOCK_N"], cfg["HEADS"]
         p_desc = TensorDescriptor(p, [B * H * R, R], [R, 1], [bi, bj])
         v_tma = gemm and (S * C) % 8 == 0 and R % bj == 0
         v_desc = TensorDescriptor(vop, [B * H * R, S * C], [S * C, 1], [bj, bn]) if v_tma else p_desc
-        grid, order = _grid(triton.cdiv(S * C, bn), triton.cdiv(R, bi), B * H)
+        grid, order = _grid(triton.cdiv(S * hp * C, bn), triton.cdiv(R, bi), B * triton.cdiv(H, hp))
         _fwd_tma_kernel[grid](p_desc, v_desc, vop, g, out, y if keep_y else out, S, R, H, C,
                               V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, **order, INTERP=_interpreting(), **cfg)
         return out, m2, l2, vop, y, p
-    cfg = _config("fwd", v.dtype, precision, gemm)
-    grid, order = _grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H)
+    if stored and not gemm and _gluon_fma_ok(v, precision):
+        msa_pwa_fma.forward(p, v, g, out, y, _grid)
+        return out, m2, l2, vop, y, p
+    cfg = _fwd_launch_config("fwd", v, precision, gemm)
+    hp = cfg["HEADS"]
+    grid, order = _grid(triton.cdiv(S * hp * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_I"]),
+                        B * triton.cdiv(H, hp))
     _fwd_kernel[grid](
         vop, g, out, y if keep_y else out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2,
         p if stored else m2, S, R, *mstrides, H, C,
