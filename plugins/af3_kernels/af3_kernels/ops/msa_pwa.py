@@ -321,6 +321,23 @@ def _second_head(h0, H: tl.constexpr):
 
 
 @triton.jit
+def _fwd_tile(S, R, H: tl.constexpr, C: tl.constexpr, HEADS: tl.constexpr, HEADS_FIRST: tl.constexpr,
+              BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The tile of a forward program (both forward kernels): b, its first head h0, n0, the rows
+    offs_i, and in the flat layout the base of head h0 with the head group's column offsets, mask
+    and head per column (_group_cols), plus the epilogue's offsets and mask for v, g, out and y."""
+    pid_n, pid_i, b, hg = _program((H + HEADS - 1) // HEADS, HEADS_FIRST)
+    h0 = hg * HEADS
+    n0 = pid_n * BLOCK_N
+    base = b * S * R * (H * C) + h0 * C  # head h0 in the flat layout (v, g, out, y)
+    off, nmask, col_t = _group_cols(n0, h0, S, R, H, C, HEADS, BLOCK_N)
+    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
+    io = base + offs_i.to(tl.int64)[:, None] * (H * C) + off[None, :]
+    iomask = (offs_i < R)[:, None] & nmask[None, :]
+    return pid_i, b, h0, n0, offs_i, base, off, nmask, col_t, io, iomask
+
+
+@triton.jit
 def _fwd_kernel(
     v_ptr, g_ptr, out_ptr, y_ptr, bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
@@ -337,17 +354,11 @@ def _fwd_kernel(
     the column's head. Twice the tensor-core work buys whole memory sectors for v, g and out when a
     head's C channels fill only half of one (bf16, C = 8). V_GEMM (the per-head copy of v) needs
     HEADS = 1."""
-    pid_n, pid_i, b, hg = _program((H + HEADS - 1) // HEADS, HEADS_FIRST)
-    h0 = hg * HEADS
-    n0 = pid_n * BLOCK_N
+    pid_i, b, h0, n0, offs_i, base, off, nmask, col_t, io, iomask = _fwd_tile(
+        S, R, H, C, HEADS, HEADS_FIRST, BLOCK_I, BLOCK_N)
     if V_GEMM:
         vbase, vstride = _view(b, h0, S, R, H, C, True)
         voff, vmask = _n_offsets(n0, S, R, H, C, BLOCK_N, True)
-    base = b * S * R * (H * C) + h0 * C  # head h0 in the flat layout (v, g, out, y)
-    off, nmask, col_t = _group_cols(n0, h0, S, R, H, C, HEADS, BLOCK_N)
-    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    io = base + offs_i.to(tl.int64)[:, None] * (H * C) + off[None, :]
-    iomask = (offs_i < R)[:, None] & nmask[None, :]
     acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
     if HEADS == 2:
         acc1 = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
@@ -391,17 +402,11 @@ def _fwd_tma_kernel(
     R % BLOCK_J == 0, or a tile's last rows would be the next head's) or with pointer loads (from v
     in place, or from the gemm copy with V_GEMM). HEADS as in _fwd_kernel (v in place only).
     The bulk copies free the load path for the larger tiles that cut the re-reads of P and v."""
-    pid_n, pid_i, b, hg = _program((H + HEADS - 1) // HEADS, HEADS_FIRST)
-    h0 = hg * HEADS
-    n0 = pid_n * BLOCK_N
+    pid_i, b, h0, n0, offs_i, base, off, nmask, col_t, io, iomask = _fwd_tile(
+        S, R, H, C, HEADS, HEADS_FIRST, BLOCK_I, BLOCK_N)
     if V_GEMM and not V_TMA:
         vbase, vstride = _view(b, h0, S, R, H, C, True)
         voff, vmask = _n_offsets(n0, S, R, H, C, BLOCK_N, True)
-    base = b * S * R * (H * C) + h0 * C
-    off, nmask, col_t = _group_cols(n0, h0, S, R, H, C, HEADS, BLOCK_N)
-    offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
-    io = base + offs_i.to(tl.int64)[:, None] * (H * C) + off[None, :]
-    iomask = (offs_i < R)[:, None] & nmask[None, :]
     acc = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
     if HEADS == 2:
         acc1 = tl.zeros([BLOCK_I, BLOCK_N], dtype=tl.float32)
