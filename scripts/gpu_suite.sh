@@ -114,6 +114,10 @@ if has kernel-harness; then
   done
   bench "k-fwdbwd-fp32-fused-graph" --plugin kernels --mode fwdbwd --seq-len 384 --set impl=fused \
     --set dtype=fp32 --set S=128 --set C=8 --set timing=graph --passes 3
+  for mode in fwd fwdbwd; do  # fp32 from bf16 splits on the tensor cores
+    bench "k-$mode-fp32-fused-bf16x6-graph" --plugin kernels --mode $mode --seq-len 384 --set impl=fused \
+      --set dtype=fp32 --set precision=bf16x6 --set S=128 --set C=8 --set timing=graph --passes 3
+  done
 fi
 
 if has kernel-memory; then

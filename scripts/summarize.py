@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-SHOW_SETTINGS = ("impl", "msa_impl", "dtype", "S", "C", "attention", "recycles", "diffusion_steps", "samples")
+SHOW_SETTINGS = ("impl", "msa_impl", "dtype", "precision", "S", "C", "attention", "recycles", "diffusion_steps", "samples")
 
 
 def _gib(text: str) -> str:

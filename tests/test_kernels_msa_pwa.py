@@ -182,15 +182,82 @@ def test_launch_orders_agree_exactly(monkeypatch, dtype):
         assert torch.equal(first, last)
 
 
+# Max abs error of the output relative to its largest value, against float64, for the tensor-core
+# precisions that do not reach fp32's bar: tf32 keeps a 10-bit mantissa, the 3-product splits lose
+# the small cross terms.
+LOOSE_PRECISION_BAR = {"tf32": 5e-3, "tf32x3": 1e-5, "bf16x3": 1e-4}
+
+
 @pytest.mark.skipif(not CUDA, reason="tensor-core precisions exist only on a GPU")
-@pytest.mark.parametrize("precision", ["tf32x3", "tf32"])
+@pytest.mark.parametrize("precision", sorted(LOOSE_PRECISION_BAR))
 def test_fp32_tensor_core_precisions(precision):
-    """TF32 paths are judged against float64 with a looser bar: tf32 has a 10-bit mantissa."""
+    """TF32 paths and bf16x3 are judged against float64 with a looser bar."""
     v, b, g, dout, mask = make_inputs((1, 64, 200, 4, 8), torch.float32, False)
     out = msa_pair_weighted_averaging(v, b, g, precision=precision)
     ref = msa_pwa_reference(v.double(), b.double(), g.double())
     rel = ((out.double() - ref).abs().max() / ref.abs().max()).item()
-    assert rel < (1e-5 if precision == "tf32x3" else 5e-3), rel
+    assert rel < LOOSE_PRECISION_BAR[precision], rel
+
+
+@pytest.mark.skipif(not CUDA, reason="tensor-core precisions exist only on a GPU")
+@pytest.mark.parametrize("shape", SMALL + LARGE, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_fp32_bf16x6_meets_the_fp32_bar(shape, masked):
+    """bf16x6 (each fp32 operand split into three bf16 parts, six tensor-core products) is held to
+    exact fp32's bar: within 3x eager fp32's error against float64 (plus 1e-6 of the scale), for
+    the output and all three gradients, odd shapes and the mask included."""
+    check(shape, torch.float32, masked, precision="bf16x6")
+    # the forward alone (no fp32 y kept) to the same bar
+    v, b, g, _, mask = make_inputs(shape, torch.float32, masked)
+    with torch.no_grad():
+        out = msa_pair_weighted_averaging(v, b, g, mask, precision="bf16x6")
+        ref64 = msa_pwa_reference(v.double(), b.double(), g.double(), mask)
+        ref_err = (msa_pwa_reference(v, b, g, mask).double() - ref64).abs().max().item()
+    err = (out.double() - ref64).abs().max().item()
+    assert err <= 3 * ref_err + EPS[torch.float32] * max(ref64.abs().max().item(), 1.0), (err, ref_err)
+
+
+# Compiles the bf16x6 forward for sm_90 and prints its PTX. In a process of its own: with
+# TRITON_INTERPRET=1 (the CPU tests) this process's kernels are interpreter functions.
+_COMPILE_BF16X6 = """
+import sys, torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from af3_kernels.ops import msa_pwa
+fn = msa_pwa._fwd_kernel
+cfg = {k: v for k, v in msa_pwa._config("fwd", torch.float32, "bf16x6").items() if k.isupper()}
+const = dict(H=8, C=8, HAS_MASK=False, P_STORED=True, V_GEMM=False, STORE_Y=False, IN_PREC="bf16x6",
+             HEADS_FIRST=True, INTERP=False, HEADS=1, WAIT_PRIOR=False, **cfg)
+names = fn.arg_names
+sig = {n: "constexpr" if n in const else ("*u8" if n == "mask_ptr" else "*fp32" if n.endswith("_ptr") else "i32")
+       for n in names}
+# what the launcher specializes for R = 384, S = 128 and aligned tensors
+attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names if n.endswith("_ptr") or n in ("S", "R")}
+src = ASTSource(fn, sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
+print(cfg)
+print(triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=4, num_stages=3)).asm["ptx"])
+"""
+
+
+def test_fp32_bf16x6_forward_compiles_to_bf16_tensor_cores():
+    """Compiled offline for sm_90 (no GPU needed): the bf16x6 forward's dots are bf16 wgmma, six per
+    16-deep k-step (hi*hi, hi*mid, mid*hi, mid*mid, hi*lo, lo*hi), and no fp32 FMA is left. Guards
+    against a Triton that drops the precision or falls back to FMA."""
+    import ast
+    import re
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", _COMPILE_BF16X6], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, ptx = done.stdout.split("\n", 1)
+    cfg = ast.literal_eval(first)
+    wgmma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16\.f32\.bf16\.bf16", ptx)
+    assert wgmma, "no bf16 wgmma in the bf16x6 forward"
+    per_k_step = cfg["BLOCK_I"] // 64 * cfg["BLOCK_N"] // int(wgmma[0])  # instructions per product
+    assert len(wgmma) == 6 * per_k_step * cfg["BLOCK_J"] // 16, (len(wgmma), cfg)
+    assert not re.findall(r"\bfma\.rn\.f32\b", ptx)
 
 
 @pytest.mark.skipif(not CUDA, reason="the Gluon FMA forward runs only on a CUDA GPU")
@@ -322,3 +389,20 @@ def test_int64_offsets_on_gpu():
     (db_ref,) = torch.autograd.grad(ref, (b64,), dout[:, :, rows].double())
     assert (out[:, :, rows].double() - ref).abs().max().item() < 2e-2
     assert (db[:, rows].double() - db_ref).abs().max().item() < 2e-2 * max(db_ref.abs().max().item(), 1e-3)
+
+
+
+def test_no_grad_keeps_nothing_for_a_backward(monkeypatch):
+    """Under torch.no_grad() the forward keeps no fp32 y (nor P) for a backward, even for inputs
+    that require grad (autograd's needs_input_grad still says True there); with grad mode on it does."""
+    kept = []
+    forward = msa_pwa._forward
+    monkeypatch.setattr(msa_pwa, "_forward", lambda *args: kept.append(args[-1]) or forward(*args))
+    v, b, g, dout, _ = make_inputs((1, 2, 9, 2, 4), torch.float32, False)
+    v.requires_grad_()
+    with torch.no_grad():
+        out = msa_pair_weighted_averaging(v, b, g)
+    assert kept == [False] and not out.requires_grad
+    out = msa_pair_weighted_averaging(v, b, g)
+    assert kept == [False, True] and out.requires_grad
+    torch.autograd.grad(out, v, dout)

@@ -101,6 +101,20 @@ def test_floors_match_anchors():
         assert f.bound == bound and abs(f.seconds * 1e6 - us) < 0.1, (S, R, C, dtype, f)
 
 
+def test_fp32_split_precision_floors():
+    """bf16x6 / bf16x3 do 6 / 3 bf16 tensor-core products per fp32 product: at fp32 (128, 384, 8)
+    bf16x6 is tensor-bound at 18.3 us, bf16x3 memory-bound at 14.2, both far under the FMA floor."""
+    from af3_kernels.floors import BF16_TENSOR_FLOPS, msa_pwa_floor
+
+    fma = msa_pwa_floor("fwd", 1, 128, 384, 8, 8, "fp32")
+    expect = {"bf16x6": (18.3, "tensor"), "bf16x3": (14.2, "memory")}
+    for precision, (us, bound) in expect.items():
+        f = msa_pwa_floor("fwd", 1, 128, 384, 8, 8, "fp32", precision)
+        assert f.bound == bound and abs(f.seconds * 1e6 - us) < 0.1 and f.seconds < fma.seconds / 2, (precision, f)
+        big = msa_pwa_floor("fwd", 1, 128, 4096, 8, 8, "fp32", precision)
+        assert big.bound == "tensor" and big.seconds == pytest.approx(big.flops * int(precision[-1]) / BF16_TENSOR_FLOPS)
+
+
 # -- the timing setting: events (default) or graph (CUDA-graph replays, GPU time only) ----------
 
 

@@ -40,6 +40,8 @@ def _math_rate(dtype: str, precision: str) -> tuple[float, str, float]:
         return TF32_TENSOR_FLOPS, "tensor", 1.0
     if precision == "tf32x3":  # three tf32 products per fp32 product
         return TF32_TENSOR_FLOPS, "tensor", 3.0
+    if precision in ("bf16x6", "bf16x3"):  # each fp32 operand split into bf16 parts: 6 or 3 products
+        return BF16_TENSOR_FLOPS, "tensor", float(precision[-1])
     return FP32_FMA_FLOPS, "fma", 1.0
 
 

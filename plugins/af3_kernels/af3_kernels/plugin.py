@@ -29,9 +29,11 @@ SETTINGS = {
     "C": Setting(8, "channels per head"),
     "B": Setting(1, "batch"),
     "mask": Setting(False, "apply a random pair mask (80% kept)"),
-    "precision": Setting("ieee", "fp32 dots: ieee (FMA, exact), tf32x3 (3 TF32 passes) or tf32; "
-                                 "for torch/compile, anything but ieee enables TF32 matmuls",
-                         choices=("ieee", "tf32x3", "tf32")),
+    "precision": Setting("ieee", "fp32 dots: ieee (FMA, exact), bf16x6 (operands split into three "
+                                 "bf16 parts, six tensor-core products: fp32-class error), bf16x3, "
+                                 "tf32x3 (3 TF32 passes) or tf32; for torch/compile, tf32x3 and tf32 "
+                                 "enable TF32 matmuls, the others run exact fp32",
+                         choices=("ieee", "bf16x6", "bf16x3", "tf32x3", "tf32")),
     "p_mode": Setting("auto", "fused only: keep the softmax P in memory between kernels (stored), "
                               "rebuild it in registers (recompute, least memory), or stored while small (auto)",
                       choices=("auto", "stored", "recompute")),

@@ -19,7 +19,7 @@ from af3_kernels import floors
 from af3_kernels.impls import IMPLS, TRITON_IMPLS
 
 DTYPES = ("bf16", "fp32", "fp16")
-PRECISIONS = ("ieee", "tf32x3", "tf32")
+PRECISIONS = ("ieee", "tf32x3", "tf32", "bf16x6", "bf16x3")
 TIMINGS = ("events", "graph")
 CHECK_ROWS, CHECK_SEQS = 32, 8  # the slice of (i, s) checked against float64: cheap at any R
 CPU_MAX_REPS = 3  # the CPU path (Triton interpreter) is a smoke test, not a benchmark
@@ -90,8 +90,9 @@ class KernelRunner(Runner):
 
         self.torch = torch
         self.device = torch.device("cuda" if self.on_cuda else "cpu")
-        fp32_tf32 = self.precision != "ieee"
-        torch.backends.cuda.matmul.allow_tf32 = fp32_tf32  # governs the torch/compile fp32 paths
+        # The torch/compile fp32 paths: TF32 matmuls for the tf32 precisions; exact fp32 for ieee and
+        # the bf16x* splits (PyTorch has no split-bf16 matmul: they are compared with exact fp32).
+        torch.backends.cuda.matmul.allow_tf32 = self.precision.startswith("tf32")
         try:
             self.fn, facts = impls.make(self.impl, precision=self.precision, p_mode=self.p_mode)
         except FileNotFoundError as exc:

@@ -62,6 +62,16 @@ CANDIDATES = {
                        cfg(128, 32, 128, 8, 3), cfg(64, 64, 64, 4, 3), cfg(128, 64, 128, 4, 2)],
     ("fwd_tma", "heads"): [cfg(128, 64, 128, 8, 3), cfg(128, 64, 256, 8, 2), cfg(128, 64, 64, 4, 3),
                            cfg(64, 64, 128, 4, 3), cfg(128, 32, 128, 8, 4), cfg(128, 32, 256, 8, 3)],
+    # fp32 through bf16 splits (bf16x6, bf16x3): fp32 tiles arrive and are split in registers
+    ("fwd", "split"): [cfg(64, 64, 64, 4, 3), cfg(128, 64, 64, 8, 3), cfg(64, 32, 64, 4, 3), cfg(128, 32, 64, 8, 3),
+                       cfg(64, 64, 128, 4, 2), cfg(128, 64, 128, 8, 2), cfg(64, 32, 128, 4, 3), cfg(128, 32, 128, 8, 3),
+                       cfg(64, 64, 32, 4, 3), cfg(32, 64, 64, 4, 3), cfg(64, 32, 64, 4, 4), cfg(64, 16, 64, 4, 4),
+                       cfg(64, 32, 32, 4, 3), cfg(64, 32, 64, 4, 2), cfg(64, 16, 64, 4, 3), cfg(64, 16, 64, 4, 2),
+                       cfg(64, 32, 32, 4, 2), cfg(64, 16, 32, 4, 3)],
+    ("dv", "split"): [cfg(64, 128, 64, 8, 3), cfg(64, 64, 64, 4, 3), cfg(64, 64, 128, 4, 3), cfg(32, 64, 64, 4, 3),
+                      cfg(64, 128, 128, 8, 2), cfg(128, 64, 64, 8, 3)],
+    ("dbias", "split"): [cfg(64, 64, 32, 4, 3), cfg(128, 64, 32, 8, 2), cfg(64, 64, 64, 4, 3), cfg(128, 128, 32, 8, 3),
+                         cfg(64, 128, 32, 8, 3), cfg(32, 64, 32, 4, 3)],
     ("elementwise", None): [dict(BLOCK_I=32, BLOCK_N=128, num_warps=4), dict(BLOCK_I=16, BLOCK_N=256, num_warps=4),
                             dict(BLOCK_I=64, BLOCK_N=64, num_warps=4), dict(BLOCK_I=8, BLOCK_N=512, num_warps=4),
                             dict(BLOCK_I=64, BLOCK_N=128, num_warps=8)],
@@ -107,6 +117,13 @@ def fused(layout, precision="ieee", module=msa_pwa):
             return module.msa_pair_weighted_averaging(v, b, g, precision=precision, layout=layout)
         return module.msa_pair_weighted_averaging(v, b, g, precision=precision)
     return fn
+
+
+def grads_of(fn, v, b, g, dout):
+    """fn's output and its gradients for v, b and g."""
+    ins = [x.detach().requires_grad_() for x in (v, b, g)]
+    out = fn(*ins)
+    return [out.detach()] + list(torch.autograd.grad(out, ins, dout))
 
 
 def rel_err(fn, v, b, g):
@@ -229,6 +246,73 @@ class Sweep:
                 for kernel in kernels:
                     msa_pwa.CONFIG_OVERRIDES.pop(kernel, None)
 
+    def split_fp32(self):
+        """fp32 through bf16 splits (precision bf16x6 and bf16x3: each fp32 operand split into bf16
+        parts, 6 or 3 tensor-core products): block sizes of each kernel, then every precision timed
+        beside eager in the same process, and each one's max abs error against float64 for the
+        output and the three gradients (eager fp32's beside it)."""
+        v, b, g, dout = inputs("fp32", 128, 384, 8, grad=True)
+        plain = [x.detach() for x in (v, b, g)]  # the forward alone: inputs that track no gradient
+        best = {}
+        for prec in ("bf16x6", "bf16x3"):
+            for direction, kernels in (("fwd", ("fwd",)), ("fwdbwd", ("dv", "dbias"))):
+                ins = plain if direction == "fwd" else (v, b, g)
+                call = caller(fused("flat", prec), *ins, dout, direction)
+                for kernel in kernels:
+                    res = self.time_configs(kernel, "split", call, f"{direction} fp32 {prec}")
+                    if res:
+                        msa_pwa.CONFIG_OVERRIDES[kernel] = best[(prec, kernel)] = res[0][1]
+                    report(f"{direction} fp32 128,384,8 {prec} via {kernel}", res)
+                    self.emit(part="split_fp32", precision=prec, direction=direction, kernel=kernel, best=res[:1])
+            for kernel in ("fwd", "dv", "dbias"):
+                msa_pwa.CONFIG_OVERRIDES.pop(kernel, None)
+        for direction in ("fwd", "fwdbwd"):
+            row = self.floor_and_eager(direction, "fp32", 128, 384, 8, v, b, g, dout)
+            for prec in ("ieee", "bf16x6", "bf16x3", "tf32x3"):
+                for kernel in ("fwd", "dv", "dbias"):
+                    if (prec, kernel) in best:
+                        msa_pwa.CONFIG_OVERRIDES[kernel] = best[(prec, kernel)]
+                ins = plain if direction == "fwd" else (v, b, g)
+                row[prec] = graph_us(caller(fused("flat", prec), *ins, dout, direction), self.args.reps, self.flusher)
+                for kernel in ("fwd", "dv", "dbias"):
+                    msa_pwa.CONFIG_OVERRIDES.pop(kernel, None)
+            print(f"split fp32 {direction} 128,384,8: " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
+            self.emit(part="split_fp32", what="row", direction=direction, row=row)
+        ref = grads_of(msa_pwa_reference, v.double(), b.double(), g.double(), dout.double())
+        scale = [r.abs().max().item() for r in ref]
+        impls = {"eager fp32": msa_pwa_reference}
+        impls.update({p: fused("flat", p) for p in ("ieee", "bf16x6", "bf16x3", "tf32x3")})
+        for name, fn in impls.items():
+            got = grads_of(fn, v, b, g, dout)
+            errs = {k: (x.double() - r).abs().max().item() for k, x, r in zip(("out", "dv", "dbias", "dg"), got, ref)}
+            print(f"split fp32 max abs error vs float64, {name}: " + "  ".join(
+                f"{k} {e:.2e} ({e / s:.1e} of max)" for (k, e), s in zip(errs.items(), scale)), flush=True)
+            self.emit(part="split_fp32", what="error", impl=name, max_abs_err=errs, ref_max=scale)
+
+    def launch_variants(self):
+        """Each forward shape (and fp32 / bf16 forward+backward) with the forward launched after the
+        statistics kernel or, with programmatic dependent launch (USE_PDL), during it; fp32 also at
+        precision bf16x6 and bf16x3. Beside eager and --baseline, in one process."""
+        default_pdl = msa_pwa.USE_PDL
+        for direction, dtype, S, R, C, v, b, g, dout, row in self.comparison_rows():
+            for pdl in (False, True):
+                msa_pwa.USE_PDL = pdl
+                for prec in ("ieee", "bf16x6", "bf16x3") if dtype == "fp32" else ("ieee",):
+                    name = ("fused" if prec == "ieee" else prec) + ("+pdl" if pdl else "")
+                    row[name] = graph_us(caller(fused("auto", prec), v, b, g, dout, direction), self.args.reps,
+                                         self.flusher)
+            msa_pwa.USE_PDL = default_pdl
+            if direction == "fwd" and dtype == "fp32":  # no_grad with inputs that require grad
+                tracked = [x.detach().requires_grad_() for x in (v, b, g)]
+                row["fused_tracked"] = graph_us(caller(fused("auto"), *tracked, dout, direction), self.args.reps,
+                                                self.flusher)
+                if self.args.baseline_module is not None:
+                    row["baseline_tracked"] = graph_us(caller(fused(None, module=self.args.baseline_module),
+                                                              *tracked, dout, direction), self.args.reps, self.flusher)
+            tag = f"{direction} {dtype} S={S} R={R} C={C}"
+            print(f"launch {tag}: " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
+            self.emit(part="launch", direction=direction, dtype=dtype, S=S, R=R, C=C, row=row)
+
     def bf16_more(self):
         v, b, g, dout = inputs("bf16", 128, 384, 8)
         for layout in ("flat", "gemm"):
@@ -332,9 +416,9 @@ class Sweep:
         finally:
             msa_pwa.USE_GLUON_FMA_FORWARD = saved
 
-    def compare(self):
-        """Eager, --baseline (an older msa_pwa.py) and this msa_pwa.py at its defaults, side by side
-        in one process, at every target shape plus bf16 forward+backward."""
+    def comparison_rows(self):
+        """For every target shape plus fp32 and bf16 forward+backward: the shape, its inputs and the
+        row of floor, eager and (with --baseline) the older msa_pwa.py, to which callers add columns."""
         shapes = [("fwd", *shape) for shape in FWD_SHAPES] + [("fwdbwd", "fp32", 128, 384, 8),
                                                              ("fwdbwd", "bf16", 128, 384, 8)]
         for direction, dtype, S, R, C in shapes:
@@ -343,6 +427,12 @@ class Sweep:
             if self.args.baseline_module is not None:
                 row["baseline"] = graph_us(caller(fused(None, module=self.args.baseline_module), v, b, g, dout,
                                                   direction), self.args.reps, self.flusher)
+            yield direction, dtype, S, R, C, v, b, g, dout, row
+
+    def compare(self):
+        """Eager, --baseline (an older msa_pwa.py) and this msa_pwa.py at its defaults, side by side
+        in one process, at every target shape plus bf16 forward+backward."""
+        for direction, dtype, S, R, C, v, b, g, dout, row in self.comparison_rows():
             row["fused"] = graph_us(caller(fused("auto"), v, b, g, dout, direction), self.args.reps, self.flusher)
             tag = f"{direction} {dtype} S={S} R={R} C={C}"
             print(f"compare {tag}: " + "  ".join(f"{k} {x:.1f}" for k, x in row.items()), flush=True)
@@ -449,7 +539,7 @@ class Sweep:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="fwd,fwdbwd,elementwise,profile",
-                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more compare memory-variants order tma heads gluon elementwise profile profile-bf16")
+                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more compare memory-variants order tma heads gluon split launch elementwise profile profile-bf16")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default="")
     ap.add_argument("--budget-s", type=float, default=300)
@@ -475,7 +565,7 @@ def main(argv=None):
     simple = {"orientation": sweep.orientation, "tf32": sweep.tensor_core_fp32, "bf16-more": sweep.bf16_more,
               "compare": sweep.compare, "memory-variants": sweep.memory_variants, "order": sweep.launch_order,
               "tma": sweep.tma_forward, "elementwise": sweep.elementwise, "heads": sweep.group_heads,
-              "gluon": sweep.gluon_fma}
+              "gluon": sweep.gluon_fma, "split": sweep.split_fp32, "launch": sweep.launch_variants}
     for name, run in simple.items():
         if name in parts:
             run()

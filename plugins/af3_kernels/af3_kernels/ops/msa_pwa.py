@@ -26,6 +26,11 @@ V_h[j, n] (R x S*C, n = s*C + c), so the S rows share one softmax and tensor cor
   On tensor cores, where one head's C channels fill half a 32-byte sector (bf16, C = 8), a forward
   program owns two adjacent heads (HEADS = 2, _group_heads) so v, g and out move in whole sectors.
 - msa_pwa_fma holds an opt-in Gluon version of the exact fp32 forward (USE_GLUON_FMA_FORWARD).
+- fp32 dots: FMA by default ("ieee"); "bf16x6" splits each operand into three bf16 parts for the
+  tensor cores (fp32-class error, faster on Ampere and newer), "bf16x3" / "tf32x3" / "tf32" trade
+  accuracy for speed.
+- On Hopper the forward is launched while the statistics kernel runs (programmatic dependent
+  launch, USE_PDL) and waits for it on the GPU.
 - Backward as in flash attention:
     dY' = dout * sigmoid(g) (rounded);  dg = dout * y * sigmoid(g) * (1 - sigmoid(g));  D[i] = sum_n dY' * y
     dV = P^T dY';  dP = dY' V^T (summed over n inside the kernel);  dbias = P * (dP - D)
@@ -44,6 +49,11 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from af3_kernels.ops import msa_pwa_fma
 from af3_kernels.ops.msa_pwa_constants import MASKED_LOGIT
+
+try:  # grid dependency control (programmatic dependent launch), Triton 3.4 and newer
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:  # pragma: no cover - older Triton: USE_PDL has no effect
+    gdc_launch_dependents = gdc_wait = None
 
 LOG2E = tl.constexpr(1.4426950408889634)
 MASKED2 = tl.constexpr(MASKED_LOGIT * 1.4426950408889634)  # the same in base 2
@@ -84,6 +94,11 @@ HEADS_FIRST = True
 #: forward programs on tensor cores own two adjacent heads whose channel pieces are shorter than a
 #: 32-byte sector (bf16 C = 8), so v, g and out move in whole sectors (see _fwd_kernel, _group_heads)
 GROUP_HEADS = True
+#: programmatic dependent launch (Hopper+): the forward kernel is launched while the statistics
+#: kernel runs and waits for its results on the GPU (griddepcontrol), hiding the launch gap between
+#: the two (H100, same run: bf16 (128, 384, 8) 33.4 -> 32.9 us, fp32 75.0 -> 74.7; 0.1-0.6 us at
+#: the larger shapes)
+USE_PDL = True
 
 
 def _interpreting() -> bool:
@@ -95,11 +110,13 @@ def _stats_kernel(
     bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr,
     R, H, smb, smi, smj,
     HAS_MASK: tl.constexpr, COMPUTE_STATS: tl.constexpr, WRITE_P: tl.constexpr, INTERP: tl.constexpr,
-    SINGLE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_H: tl.constexpr,
+    SINGLE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_H: tl.constexpr, TRIGGER_DEPENDENTS: tl.constexpr,
 ):
     """One program per (b, i): softmax statistics over j for every head, and optionally P. SINGLE:
     the whole row is one block (R <= BLOCK_J), read once for both (H100, bf16 R=384, H=8: 5.8 us
-    with two reads, 4.7 with one; torch.profiler)."""
+    with two reads, 4.7 with one; torch.profiler). TRIGGER_DEPENDENTS: see USE_PDL."""
+    if TRIGGER_DEPENDENTS:
+        gdc_launch_dependents()
     pid = tl.program_id(0).to(tl.int64)
     b = pid // R
     i = pid % R
@@ -344,6 +361,7 @@ def _fwd_kernel(
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, V_GEMM: tl.constexpr, STORE_Y: tl.constexpr,
     IN_PREC: tl.constexpr, HEADS_FIRST: tl.constexpr, INTERP: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr,
+    WAIT_PRIOR: tl.constexpr = False,
 ):
     """out[i, n] = sigmoid(g[i, n]) * y[i, n], y = sum_j P[i, j] v[j, n], for one (b, head group)
     and an (i, n) tile; with STORE_Y also y itself in fp32 (for the backward).
@@ -353,9 +371,11 @@ def _fwd_kernel(
     each head's P into that head's accumulator; the epilogue keeps, per column, the accumulator of
     the column's head. Twice the tensor-core work buys whole memory sectors for v, g and out when a
     head's C channels fill only half of one (bf16, C = 8). V_GEMM (the per-head copy of v) needs
-    HEADS = 1."""
+    HEADS = 1. WAIT_PRIOR: launched before the statistics kernel ended (USE_PDL), wait for it here."""
     pid_i, b, h0, n0, offs_i, base, off, nmask, col_t, io, iomask = _fwd_tile(
         S, R, H, C, HEADS, HEADS_FIRST, BLOCK_I, BLOCK_N)
+    if WAIT_PRIOR:
+        gdc_wait()
     if V_GEMM:
         vbase, vstride = _view(b, h0, S, R, H, C, True)
         voff, vmask = _n_offsets(n0, S, R, H, C, BLOCK_N, True)
@@ -396,14 +416,18 @@ def _fwd_tma_kernel(
     V_GEMM: tl.constexpr, V_TMA: tl.constexpr, STORE_Y: tl.constexpr, HEADS_FIRST: tl.constexpr,
     INTERP: tl.constexpr,
     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr, HEADS: tl.constexpr,
+    WAIT_PRIOR: tl.constexpr = False,
 ):
     """_fwd_kernel from a stored 16-bit P read through a TMA descriptor ([B*H*R, R]: columns past
     R arrive as zeros), and v either the same way from its gemm copy ([B*H*R, S*C], V_TMA: needs
     R % BLOCK_J == 0, or a tile's last rows would be the next head's) or with pointer loads (from v
     in place, or from the gemm copy with V_GEMM). HEADS as in _fwd_kernel (v in place only).
-    The bulk copies free the load path for the larger tiles that cut the re-reads of P and v."""
+    The bulk copies free the load path for the larger tiles that cut the re-reads of P and v.
+    WAIT_PRIOR as in _fwd_kernel."""
     pid_i, b, h0, n0, offs_i, base, off, nmask, col_t, io, iomask = _fwd_tile(
         S, R, H, C, HEADS, HEADS_FIRST, BLOCK_I, BLOCK_N)
+    if WAIT_PRIOR:
+        gdc_wait()
     if V_GEMM and not V_TMA:
         vbase, vstride = _view(b, h0, S, R, H, C, True)
         voff, vmask = _n_offsets(n0, S, R, H, C, BLOCK_N, True)
@@ -540,7 +564,7 @@ def _config(kernel: str, dtype: torch.dtype, precision: str, gemm: bool = False,
 
     Defaults from the H100 sweep of plugins/af3_kernels/bench/tune_msa_pwa.py (CUDA-graph timing;
     docs/KERNELS.md): bf16 forward (128,384,8), (128,384,32), (128,768,32), (512,768,8); fp32
-    (128,384,8) forward and forward+backward, ieee, tf32x3 and tf32."""
+    (128,384,8) forward and forward+backward, ieee, bf16x6, bf16x3, tf32x3 and tf32."""
     if _interpreting():  # numpy interpreter: the smallest blocks tl.dot accepts keep it fast
         cfg = dict(BLOCK_I=16, BLOCK_J=16, BLOCK_N=16, num_warps=4, num_stages=1)
     elif dtype == torch.float32 and precision == "ieee":  # FMA path
@@ -548,6 +572,13 @@ def _config(kernel: str, dtype: torch.dtype, precision: str, gemm: bool = False,
             "fwd": dict(BLOCK_I=128, BLOCK_J=32, BLOCK_N=64, num_warps=8, num_stages=3),
             "dv": dict(BLOCK_I=32, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=2),
             "dbias": dict(BLOCK_I=32, BLOCK_J=64, BLOCK_N=32, num_warps=4, num_stages=3),
+        }[kernel]
+    elif dtype == torch.float32 and precision.startswith("bf16x"):  # fp32 tiles split into bf16 parts
+        cfg = {
+            "fwd": dict(BLOCK_I=64, BLOCK_J=32, BLOCK_N=64, num_warps=4, num_stages=3),
+            "dv": (dict(BLOCK_I=32, BLOCK_J=64, BLOCK_N=64, num_warps=4, num_stages=3) if precision == "bf16x6"
+                   else dict(BLOCK_I=64, BLOCK_J=128, BLOCK_N=128, num_warps=8, num_stages=2)),
+            "dbias": dict(BLOCK_I=64, BLOCK_J=64, BLOCK_N=32, num_warps=4, num_stages=3),
         }[kernel]
     elif dtype == torch.float32:  # tf32x3 / tf32 on tensor cores: fp32 tiles take twice the memory
         cfg = {
@@ -613,7 +644,7 @@ def _pow2(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
-_PRECISIONS = ("ieee", "tf32", "tf32x3")
+_PRECISIONS = ("ieee", "tf32", "tf32x3", "bf16x6", "bf16x3")
 _LAYOUTS = ("auto", "flat", "gemm")
 
 
@@ -669,12 +700,20 @@ def _gluon_fma_ok(v, precision) -> bool:
             and msa_pwa_fma.available()[0])
 
 
+def _pdl_ok(v) -> bool:
+    """Whether the forward is launched with programmatic dependent launch (USE_PDL, Hopper or newer,
+    compiled kernels, a Triton with grid dependency control)."""
+    return (USE_PDL and gdc_wait is not None and v.is_cuda and not _interpreting()
+            and torch.cuda.get_device_capability(v.device)[0] >= 9)
+
+
 def _fma(dtype, precision) -> bool:
     return dtype == torch.float32 and precision == "ieee"
 
 
-def _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, m2=None, l2=None):
-    """(m2, l2) per (b, h, i), plus P [B,H,R,R] when ``stored``; with m2/l2 given, only P."""
+def _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, m2=None, l2=None, trigger=False):
+    """(m2, l2) per (b, h, i), plus P [B,H,R,R] when ``stored``; with m2/l2 given, only P.
+    ``trigger``: a forward launched with programmatic dependent launch follows (USE_PDL)."""
     compute = m2 is None
     if compute:
         m2 = _new((B, H, R), torch.float32, bias.device)
@@ -691,7 +730,8 @@ def _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, m2=None, l2=None):
     _stats_kernel[(B * R,)](
         bias, mask_u8 if mask_u8 is not None else bias, m2, l2, p, R, H, *mstrides,
         HAS_MASK=mask_u8 is not None, COMPUTE_STATS=compute, WRITE_P=stored, INTERP=_interpreting(),
-        SINGLE=single, BLOCK_J=block_j, BLOCK_H=bh, num_warps=8 if block_j * bh >= 4096 else 4,
+        SINGLE=single, BLOCK_J=block_j, BLOCK_H=bh, TRIGGER_DEPENDENTS=trigger,
+        num_warps=8 if block_j * bh >= 4096 else 4,
     )
     return m2, l2, (p if stored else None)
 
@@ -719,8 +759,11 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
     """out, the softmax statistics, the v operand the kernels read (v itself or its gemm copy),
     with ``keep_y`` the ungated fp32 y the backward starts from, and P when ``stored``."""
     B, S, R, H, C = v.shape
-    m2, l2, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored)
+    pdl = _pdl_ok(v)
+    m2, l2, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, trigger=pdl and not gemm)
     vop = _to_gemm_layout(v) if gemm else v
+    # the forward kernel's launch may overlap the kernel before it, and waits for it on the GPU
+    early = dict(WAIT_PRIOR=True, launch_pdl=True) if pdl else {}
     out = _new((B, S, R, H * C), v.dtype, v.device)
     y = _new(v.shape, torch.float32, v.device) if keep_y else None
     if stored and _tma_ok(v):
@@ -731,7 +774,8 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
         v_desc = TensorDescriptor(vop, [B * H * R, S * C], [S * C, 1], [bj, bn]) if v_tma else p_desc
         grid, order = _grid(triton.cdiv(S * hp * C, bn), triton.cdiv(R, bi), B * triton.cdiv(H, hp))
         _fwd_tma_kernel[grid](p_desc, v_desc, vop, g, out, y if keep_y else out, S, R, H, C,
-                              V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, **order, INTERP=_interpreting(), **cfg)
+                              V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, **order, INTERP=_interpreting(), **cfg,
+                              **early)
         return out, m2, l2, vop, y, p
     if stored and not gemm and _gluon_fma_ok(v, precision):
         msa_pwa_fma.forward(p, v, g, out, y, _grid)
@@ -744,7 +788,7 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
         vop, g, out, y if keep_y else out, bias, mask_u8 if mask_u8 is not None else bias, m2, l2,
         p if stored else m2, S, R, *mstrides, H, C,
         HAS_MASK=mask_u8 is not None, P_STORED=stored, V_GEMM=gemm, STORE_Y=keep_y, IN_PREC=precision,
-        **order, INTERP=_interpreting(), **cfg,
+        **order, INTERP=_interpreting(), **cfg, **early,
     )
     return out, m2, l2, vop, y, p
 
@@ -809,7 +853,7 @@ def _check(v, bias, g):
 
 class MSAPairWeightedAveragingFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, v, bias, g, mask=None, precision="ieee", p_mode="auto", layout="auto"):
+    def forward(ctx, v, bias, g, mask=None, precision="ieee", p_mode="auto", layout="auto", grad_enabled=True):
         _check(v, bias, g)
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, not {precision!r}")
@@ -819,7 +863,10 @@ class MSAPairWeightedAveragingFunction(torch.autograd.Function):
         mask_u8, mstrides = _prepare_mask(mask, B, R, v.device)
         prec = precision if v.dtype == torch.float32 else "ieee"  # only matters for fp32 operands
         stored = _use_stored_p(p_mode, B, H, R, v.dtype)
-        training = any(ctx.needs_input_grad[:3])
+        # needs_input_grad follows requires_grad even under torch.no_grad(): the caller's grad mode
+        # decides whether the fp32 y and P are kept (H100 fp32 (128, 384, 8), inputs that require
+        # grad under no_grad: 81.6 -> 74.5 us)
+        training = grad_enabled and any(ctx.needs_input_grad[:3])
         gemm = _use_gemm_layout(layout, v.dtype, S, C, training)
         out, m2, l2, vop, y, p = _forward(v, bias, g, mask_u8, mstrides, prec, stored, gemm, training)
         if training:
@@ -843,19 +890,22 @@ class MSAPairWeightedAveragingFunction(torch.autograd.Function):
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         dv, dbias, dg = _backward(dout, v, vop, bias, g, y_owner, mask_u8, ctx.mstrides, m2, l2,
                                   ctx.precision, ctx.stored, ctx.gemm, need, p)
-        return dv, dbias, (dg if ctx.needs_input_grad[2] else None), None, None, None, None
+        return dv, dbias, (dg if ctx.needs_input_grad[2] else None), None, None, None, None, None
 
 
 def msa_pair_weighted_averaging(v, b, g, mask=None, *, precision="ieee", p_mode="auto", layout="auto"):
     """Functional form: ``v, g [B,S,R,H,C]``, ``b [B,R,R,H]``, optional pair ``mask`` -> ``[B,S,R,H*C]``.
 
-    ``precision`` applies to fp32 inputs: "ieee" (exact fp32 FMA), "tf32x3" (three TF32 passes,
-    close to fp32) or "tf32". ``p_mode``: "stored" keeps the softmax P in a [B,H,R,R] buffer between
-    kernels, "recompute" rebuilds it in registers (least memory), "auto" stores it while small.
+    ``precision`` applies to fp32 inputs: "ieee" (exact fp32 FMA), "bf16x6" (each operand split
+    into three bf16 parts, six tensor-core products: fp32-class error, the fastest fp32-accurate
+    choice on Ampere and newer), "bf16x3" (two parts, three products: about 1e-5 relative error),
+    "tf32x3" (three TF32 passes, close to fp32) or "tf32". ``p_mode``: "stored" keeps the softmax
+    P in a [B,H,R,R] buffer between kernels, "recompute" rebuilds it in registers (least memory),
+    "auto" stores it while small.
     ``layout``: the GEMMs read v (and dY') where they are ("flat") or from a [B,H,R,S*C] copy
     ("gemm"); "auto" picks the gemm copy for short channel pieces at large S (see _use_gemm_layout).
     """
-    return MSAPairWeightedAveragingFunction.apply(v, b, g, mask, precision, p_mode, layout)
+    return MSAPairWeightedAveragingFunction.apply(v, b, g, mask, precision, p_mode, layout, torch.is_grad_enabled())
 
 
 class MSAWeightedAveragingFused(torch.nn.Module):
