@@ -38,6 +38,8 @@ def main(paths: list[str]) -> int:
     print(" | ".join(header))
     for r in rows:
         settings = json.loads(r.get("settings") or "{}")
+        if settings.get("dtype") != "fp32":
+            settings.pop("precision", None)  # the kernels' precision applies to fp32 inputs only
         short = ",".join(f"{k}={settings[k]}" for k in SHOW_SETTINGS if k in settings)
         print(" | ".join([r["plugin"], r["mode"], r.get("preset") or "", short, r["seq_len"], r["status"],
                           _ms(r["median_ms"]), _ms(r["compile_ms"]), _gib(r["nvml_peak_gpu_bytes"]),
