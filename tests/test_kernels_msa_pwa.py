@@ -26,7 +26,7 @@ if not CUDA:
     # Before triton's first import: it decides at decoration time, its own library included.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from af3_kernels.ops import msa_pwa, msa_pwa_fma  # noqa: E402
+from af3_kernels.ops import msa_pwa, msa_pwa_fma, msa_pwa_split  # noqa: E402
 from af3_kernels.ops.msa_pwa import MSAWeightedAveragingFused, msa_pair_weighted_averaging  # noqa: E402
 from af3_kernels.reference import msa_pwa_reference  # noqa: E402
 
@@ -202,11 +202,23 @@ def test_fp32_tensor_core_precisions(precision):
 @pytest.mark.skipif(not CUDA, reason="tensor-core precisions exist only on a GPU")
 @pytest.mark.parametrize("shape", SMALL + LARGE, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-def test_fp32_bf16x6_meets_the_fp32_bar(shape, masked):
+@pytest.mark.parametrize("gluon", [True, False], ids=["gluon", "triton"])
+def test_fp32_bf16x6_meets_the_fp32_bar(monkeypatch, shape, masked, gluon):
     """bf16x6 (each fp32 operand split into three bf16 parts, six tensor-core products) is held to
     exact fp32's bar: within 3x eager fp32's error against float64 (plus 1e-6 of the scale), for
-    the output and all three gradients, odd shapes and the mask included."""
+    the output and all three gradients, odd shapes and the mask included. Both forwards: the Gluon
+    one (msa_pwa_split, Hopper's default) and Triton's tl.dot."""
+    if gluon:
+        ok, why = msa_pwa_split.available()
+        if not ok:
+            pytest.skip(f"Gluon bf16x6 forward unavailable: {why}")
+        calls = []
+        real = msa_pwa_split.forward
+        monkeypatch.setattr(msa_pwa_split, "forward", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(msa_pwa, "USE_GLUON_SPLIT_FORWARD", gluon)
     check(shape, torch.float32, masked, precision="bf16x6")
+    if gluon:
+        assert calls, "the Gluon forward was not used"
     # the forward alone (no fp32 y kept) to the same bar
     v, b, g, _, mask = make_inputs(shape, torch.float32, masked)
     with torch.no_grad():
@@ -303,6 +315,35 @@ def test_gluon_fma_forward_compiles_for_hopper():
     assert len(re.findall(r"\bld\.shared\.v4\.b32\b", ptx)) == (rows + cols) * cfg["BLOCK_K"] // 4
     assert not re.findall(r"\bld\.shared\.(b32|f32|v2)", ptx)
     assert re.findall(r"cp\.async\.cg\.shared\.global[^;]*\], 0x10,", ptx)  # 16-byte copies
+
+
+def test_gluon_bf16x6_forward_compiles_for_hopper():
+    """Compiled offline for sm_90 (no GPU needed): per 16-deep k-step the Gluon bf16x6 forward
+    issues its six bf16 wgmma as one batch with a single wait (Triton's own bf16x6 waits after each),
+    fits its register cap (three 8-warp programs per SM) and leaves no fp32 FMA."""
+    if msa_pwa_split._IMPORT_ERROR is not None:
+        pytest.skip(f"no Gluon with wgmma here: {msa_pwa_split._IMPORT_ERROR}")
+    import re
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    fn = msa_pwa_split._fwd_bf16x6_kernel
+    cfg = dict(msa_pwa_split.DEFAULT_CONFIG)
+    options = dict(num_warps=cfg.pop("num_warps"), maxnreg=cfg.pop("maxnreg"))
+    const = dict(H=8, C=8, STORE_Y=True, HEADS_FIRST=True, **cfg)
+    names = fn.arg_names
+    sig = {n: "constexpr" if n in const else ("*fp32" if n.endswith("_ptr") else "i32") for n in names}
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names if n.endswith("_ptr") or n in ("S", "R")}
+    src = GluonASTSource(fn, sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
+    wgmma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16\.f32\.bf16\.bf16", ptx)
+    assert wgmma and int(wgmma[0]) == cfg["BLOCK_N"], wgmma
+    assert len(wgmma) == 6 * cfg["BLOCK_K"] // 16  # one k-step of the loop
+    assert len(re.findall(r"wgmma\.wait_group", ptx)) == 1
+    assert re.search(r"\.maxnreg 80\b", ptx)
+    assert not re.findall(r"\bfma\.rn\.f32\b", ptx)
 
 
 def test_mask_broadcasts_and_matches_ligo_additive_mask():

@@ -89,6 +89,14 @@ GLUON_CANDIDATES = [
     dict(SPT_I=4, SPT_N=4, REP_I=2, REP_N=2, P_PHASE=4, STAGES=2), dict(SPT_N=4, REP_N=2, STAGES=2),
 ]
 
+# Gluon bf16x6 forward (msa_pwa_split): changes to its DEFAULT_CONFIG (maxnreg=None: no register cap;
+# a 64x128 tile under the default cap of 80 does not compile: its wgmma alone needs 64 accumulators)
+GLUON_SPLIT_CANDIDATES = [
+    dict(), dict(STAGES=3), dict(maxnreg=None), dict(STAGES=3, maxnreg=None), dict(BLOCK_K=32, STAGES=2),
+    dict(BLOCK_I=64, BLOCK_N=128, num_warps=4, STAGES=3, maxnreg=None), dict(BLOCK_I=64, BLOCK_N=128, num_warps=4, maxnreg=None),
+    dict(BLOCK_I=64, num_warps=4, maxnreg=None, STAGES=3), dict(maxnreg=72),
+]
+
 
 def report(label, res):
     """One line: the four fastest times of a sweep and the best configuration."""
@@ -292,7 +300,8 @@ class Sweep:
     def launch_variants(self):
         """Each forward shape (and fp32 / bf16 forward+backward) with the forward launched after the
         statistics kernel or, with programmatic dependent launch (USE_PDL), during it; fp32 also at
-        precision bf16x6 and bf16x3. Beside eager and --baseline, in one process."""
+        precision bf16x6 (on Hopper its forward is the Gluon kernel, which PDL does not touch; Triton's
+        tl.dot forward as bf16x6-triton) and bf16x3. Beside eager and --baseline, in one process."""
         default_pdl = msa_pwa.USE_PDL
         for direction, dtype, S, R, C, v, b, g, dout, row in self.comparison_rows():
             for pdl in (False, True):
@@ -301,6 +310,11 @@ class Sweep:
                     name = ("fused" if prec == "ieee" else prec) + ("+pdl" if pdl else "")
                     row[name] = graph_us(caller(fused("auto", prec), v, b, g, dout, direction), self.args.reps,
                                          self.flusher)
+            if dtype == "fp32":  # bf16x6 with Triton's tl.dot forward instead of the Gluon one
+                msa_pwa.USE_GLUON_SPLIT_FORWARD = False
+                row["bf16x6-triton+pdl"] = graph_us(caller(fused("auto", "bf16x6"), v, b, g, dout, direction),
+                                                    self.args.reps, self.flusher)
+                msa_pwa.USE_GLUON_SPLIT_FORWARD = True
             msa_pwa.USE_PDL = default_pdl
             if direction == "fwd" and dtype == "fp32":  # no_grad with inputs that require grad
                 tracked = [x.detach().requires_grad_() for x in (v, b, g)]
@@ -415,6 +429,41 @@ class Sweep:
                 self.emit(part="gluon", direction=direction, row=row)
         finally:
             msa_pwa.USE_GLUON_FMA_FORWARD = saved
+
+    def gluon_split(self):
+        """The bf16x6 fp32 forward (128, 384, 8): the Gluon kernel (msa_pwa_split) at each candidate
+        configuration against Triton's tl.dot bf16x6 (_fwd_kernel), eager and the FMA path beside
+        them, with each one's max abs error against float64."""
+        from af3_kernels.ops import msa_pwa_split
+
+        v, b, g, dout = inputs("fp32", 128, 384, 8)
+        row = self.floor_and_eager("fwd", "fp32", 128, 384, 8, v, b, g, dout)
+        with torch.no_grad():
+            ref = msa_pwa_reference(v.double(), b.double(), g.double())
+        saved = msa_pwa.USE_GLUON_SPLIT_FORWARD
+        try:
+            for key, prec, on in (("ieee", "ieee", False), ("bf16x6-triton", "bf16x6", False), ("bf16x6-gluon", "bf16x6", True)):
+                msa_pwa.USE_GLUON_SPLIT_FORWARD = on
+                row[key] = graph_us(caller(fused("auto", prec), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
+                with torch.no_grad():
+                    row[f"err_{key}"] = (fused("auto", prec)(v, b, g).double() - ref).abs().max().item()
+            for c in GLUON_SPLIT_CANDIDATES:
+                if time.time() > self.end:
+                    break
+                msa_pwa_split.CONFIG_OVERRIDES.update(c)
+                try:
+                    us = graph_us(caller(fused("auto", "bf16x6"), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
+                except Exception as exc:  # e.g. too much shared memory
+                    print(f"    gluon-split {c}: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
+                    continue
+                finally:
+                    msa_pwa_split.CONFIG_OVERRIDES.clear()
+                print(f"    gluon-split fwd fp32 128,384,8 {c}: {us:.1f}", flush=True)
+                self.emit(part="gluon_split_config", config=c, us=us)
+        finally:
+            msa_pwa.USE_GLUON_SPLIT_FORWARD = saved
+        print("gluon-split fwd fp32 S=128 R=384 C=8: " + "  ".join(f"{k} {x:.3g}" for k, x in row.items()), flush=True)
+        self.emit(part="gluon_split", row=row)
 
     def comparison_rows(self):
         """For every target shape plus fp32 and bf16 forward+backward: the shape, its inputs and the
@@ -539,7 +588,7 @@ class Sweep:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="fwd,fwdbwd,elementwise,profile",
-                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more compare memory-variants order tma heads gluon split launch elementwise profile profile-bf16")
+                    help="comma-separated: fwd fwdbwd orientation tf32 bf16-more compare memory-variants order tma heads gluon gluon-split split launch elementwise profile profile-bf16")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default="")
     ap.add_argument("--budget-s", type=float, default=300)
@@ -565,7 +614,7 @@ def main(argv=None):
     simple = {"orientation": sweep.orientation, "tf32": sweep.tensor_core_fp32, "bf16-more": sweep.bf16_more,
               "compare": sweep.compare, "memory-variants": sweep.memory_variants, "order": sweep.launch_order,
               "tma": sweep.tma_forward, "elementwise": sweep.elementwise, "heads": sweep.group_heads,
-              "gluon": sweep.gluon_fma, "split": sweep.split_fp32, "launch": sweep.launch_variants}
+              "gluon": sweep.gluon_fma, "gluon-split": sweep.gluon_split, "split": sweep.split_fp32, "launch": sweep.launch_variants}
     for name, run in simple.items():
         if name in parts:
             run()

@@ -25,7 +25,8 @@ V_h[j, n] (R x S*C, n = s*C + c), so the S rows share one softmax and tensor cor
 - Every tiled kernel launches heads first (see _grid): neighbouring heads share memory sectors.
   On tensor cores, where one head's C channels fill half a 32-byte sector (bf16, C = 8), a forward
   program owns two adjacent heads (HEADS = 2, _group_heads) so v, g and out move in whole sectors.
-- msa_pwa_fma holds an opt-in Gluon version of the exact fp32 forward (USE_GLUON_FMA_FORWARD).
+- msa_pwa_fma holds an opt-in Gluon version of the exact fp32 forward (USE_GLUON_FMA_FORWARD);
+  msa_pwa_split the Gluon bf16x6 forward that Hopper GPUs use by default (USE_GLUON_SPLIT_FORWARD).
 - fp32 dots: FMA by default ("ieee"); "bf16x6" splits each operand into three bf16 parts for the
   tensor cores (fp32-class error, faster on Ampere and newer), "bf16x3" / "tf32x3" / "tf32" trade
   accuracy for speed.
@@ -47,7 +48,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from af3_kernels.ops import msa_pwa_fma
+from af3_kernels.ops import msa_pwa_fma, msa_pwa_split
 from af3_kernels.ops.msa_pwa_constants import MASKED_LOGIT
 
 try:  # grid dependency control (programmatic dependent launch), Triton 3.4 and newer
@@ -89,6 +90,10 @@ KEEP_P_FOR_BACKWARD = True
 #: (msa_pwa_fma) instead of _fwd_kernel's tl.dot. Off: correct but not faster (H100, (128, 384, 8):
 #: 78.4 us at its best configuration vs 76.6; docs/KERNELS.md)
 USE_GLUON_FMA_FORWARD = False
+#: fp32 forward at precision "bf16x6" from a stored P on Hopper in Gluon (msa_pwa_split): the six
+#: products of a k-step as one batch of wgmma, 80 registers (H100 (128, 384, 8), same process:
+#: 62.0-62.9 us vs 66.2-66.7 for _fwd_kernel's tl.dot bf16x6; docs/KERNELS.md)
+USE_GLUON_SPLIT_FORWARD = True
 #: launch order of the tiled kernels: all heads of a tile side by side (see _grid)
 HEADS_FIRST = True
 #: forward programs on tensor cores own two adjacent heads whose channel pieces are shorter than a
@@ -700,6 +705,13 @@ def _gluon_fma_ok(v, precision) -> bool:
             and msa_pwa_fma.available()[0])
 
 
+def _gluon_split_ok(v, precision) -> bool:
+    """Whether the bf16x6 fp32 forward runs as msa_pwa_split's Gluon kernel (USE_GLUON_SPLIT_FORWARD,
+    a CUDA tensor on a Hopper GPU, Gluon with wgmma) rather than as _fwd_kernel's tl.dot."""
+    return (USE_GLUON_SPLIT_FORWARD and v.dtype == torch.float32 and precision == "bf16x6" and v.is_cuda
+            and not _interpreting() and msa_pwa_split.available()[0])
+
+
 def _pdl_ok(v) -> bool:
     """Whether the forward is launched with programmatic dependent launch (USE_PDL, Hopper or newer,
     compiled kernels, a Triton with grid dependency control)."""
@@ -759,7 +771,9 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
     """out, the softmax statistics, the v operand the kernels read (v itself or its gemm copy),
     with ``keep_y`` the ungated fp32 y the backward starts from, and P when ``stored``."""
     B, S, R, H, C = v.shape
-    pdl = _pdl_ok(v)
+    # the Gluon forwards are launched the ordinary way, after the statistics kernel has finished
+    gluon = stored and not gemm and (_gluon_fma_ok(v, precision) or _gluon_split_ok(v, precision))
+    pdl = _pdl_ok(v) and not gluon
     m2, l2, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, trigger=pdl and not gemm)
     vop = _to_gemm_layout(v) if gemm else v
     # the forward kernel's launch may overlap the kernel before it, and waits for it on the GPU
@@ -777,8 +791,8 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
                               V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, **order, INTERP=_interpreting(), **cfg,
                               **early)
         return out, m2, l2, vop, y, p
-    if stored and not gemm and _gluon_fma_ok(v, precision):
-        msa_pwa_fma.forward(p, v, g, out, y, _grid)
+    if gluon:
+        (msa_pwa_split if _gluon_split_ok(v, precision) else msa_pwa_fma).forward(p, v, g, out, y, _grid)
         return out, m2, l2, vop, y, p
     cfg = _fwd_launch_config("fwd", v, precision, gemm)
     hp = cfg["HEADS"]

@@ -65,6 +65,53 @@ if _IMPORT_ERROR is None:
         cp.commit_group()
 
     @gluon.jit
+    def _program_tile(p_ptr, v_ptr, S, R, H: gl.constexpr, C: gl.constexpr, HEADS_FIRST: gl.constexpr,
+                      BLOCK_I: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_K: gl.constexpr,
+                      p_ld: gl.constexpr, v_ld: gl.constexpr):
+        """This program's (b, h) and (i, n) tile, in msa_pwa._grid's launch order: the flat offset of
+        v[b, 0, 0, h, 0] (also of g, out and y), the tile's first i and n, and the cp.async sources of
+        its P rows (a [BLOCK_I, BLOCK_K] k-tile in layout p_ld) and v columns ([BLOCK_K, BLOCK_N] in
+        v_ld) with their masks (for _load_k_tile)."""
+        if HEADS_FIRST:
+            pid_bh = gl.program_id(0).to(gl.int64)
+            pid_i = gl.program_id(1)
+            pid_n = gl.program_id(2)
+        else:
+            pid_n = gl.program_id(0)
+            pid_i = gl.program_id(1)
+            pid_bh = gl.program_id(2).to(gl.int64)
+        b = pid_bh // H
+        h = pid_bh % H
+        i0 = pid_i * BLOCK_I
+        n0 = pid_n * BLOCK_N
+        HC: gl.constexpr = H * C
+        base = b * S * R * HC + h * C
+        pi = i0 + gl.arange(0, BLOCK_I, layout=gl.SliceLayout(1, p_ld))
+        pk = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, p_ld))
+        p_rows = p_ptr + (pid_bh * R + pi.to(gl.int64))[:, None] * R
+        p_imask = (pi < R)[:, None]
+        vk = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, v_ld))
+        vn = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, v_ld))
+        v_cols = v_ptr + base + ((vn // C).to(gl.int64) * (R * HC) + vn % C)[None, :]
+        v_nmask = (vn < S * C)[None, :]
+        return base, i0, n0, p_rows, pk, p_imask, v_cols, vk, v_nmask
+
+    @gluon.jit
+    def _gate_and_store(acc, g_ptr, out_ptr, y_ptr, base, i0, n0, S, R, H: gl.constexpr, C: gl.constexpr,
+                        STORE_Y: gl.constexpr, BLOCK_I: gl.constexpr, BLOCK_N: gl.constexpr, acc_l: gl.constexpr):
+        """The epilogue in the accumulator's own layout acc_l: out = sigmoid(g) * acc, and with STORE_Y
+        the ungated acc as y (fp32), at the tile's offsets in the caller's [B,S,R,H,C] layout."""
+        HC: gl.constexpr = H * C
+        ri = i0 + gl.arange(0, BLOCK_I, layout=gl.SliceLayout(1, acc_l))
+        cn = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, acc_l))
+        io = base + ri.to(gl.int64)[:, None] * HC + ((cn // C).to(gl.int64) * (R * HC) + cn % C)[None, :]
+        iomask = (ri < R)[:, None] & (cn < S * C)[None, :]
+        gate = gl.load(g_ptr + io, mask=iomask, other=0.0)
+        gl.store(out_ptr + io, acc / (1.0 + gl.exp(-gate)), mask=iomask)
+        if STORE_Y:
+            gl.store(y_ptr + io, acc, mask=iomask)
+
+    @gluon.jit
     def _fwd_fma_kernel(
         p_ptr, v_ptr, g_ptr, out_ptr, y_ptr, S, R,
         H: gl.constexpr, C: gl.constexpr, STORE_Y: gl.constexpr, HEADS_FIRST: gl.constexpr,
@@ -93,31 +140,9 @@ if _IMPORT_ERROR is None:
         p_sl: gl.constexpr = gl.SwizzledSharedLayout(vec=4, per_phase=P_PHASE, max_phase=P_MAX_PHASE, order=[1, 0])
         v_sl: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[1, 0])
 
-        if HEADS_FIRST:
-            pid_bh = gl.program_id(0).to(gl.int64)
-            pid_i = gl.program_id(1)
-            pid_n = gl.program_id(2)
-        else:
-            pid_n = gl.program_id(0)
-            pid_i = gl.program_id(1)
-            pid_bh = gl.program_id(2).to(gl.int64)
-        b = pid_bh // H
-        h = pid_bh % H
-        i0 = pid_i * BLOCK_I
-        n0 = pid_n * BLOCK_N
+        base, i0, n0, p_rows, pk, p_imask, v_cols, vk, v_nmask = _program_tile(
+            p_ptr, v_ptr, S, R, H, C, HEADS_FIRST, BLOCK_I, BLOCK_N, BLOCK_K, p_ld, v_ld)
         HC: gl.constexpr = H * C
-        base = b * S * R * HC + h * C  # v[b, 0, 0, h, 0] (also g, out, y)
-
-        # the copy pointers (fixed parts) and masks
-        pi = i0 + gl.arange(0, BLOCK_I, layout=gl.SliceLayout(1, p_ld))
-        pk = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, p_ld))
-        p_rows = p_ptr + (pid_bh * R + pi.to(gl.int64))[:, None] * R
-        p_imask = (pi < R)[:, None]
-        vk = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, v_ld))
-        vn = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, v_ld))
-        v_cols = v_ptr + base + ((vn // C).to(gl.int64) * (R * HC) + vn % C)[None, :]
-        v_nmask = (vn < S * C)[None, :]
-
         p_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_I, BLOCK_K], p_sl)
         v_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], v_sl)
         num_k = gl.cdiv(R, BLOCK_K)
@@ -143,15 +168,7 @@ if _IMPORT_ERROR is None:
         cp.wait_group(0)
 
         # epilogue in the accumulator's own layout: each thread's SPT_N columns are contiguous
-        ri = i0 + gl.arange(0, BLOCK_I, layout=gl.SliceLayout(1, acc_l))
-        cn = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, acc_l))
-        io = base + ri.to(gl.int64)[:, None] * HC + ((cn // C).to(gl.int64) * (R * HC) + cn % C)[None, :]
-        iomask = (ri < R)[:, None] & (cn < S * C)[None, :]
-        gate = gl.load(g_ptr + io, mask=iomask, other=0.0)
-        gl.store(out_ptr + io, acc / (1.0 + gl.exp(-gate)), mask=iomask)
-        if STORE_Y:
-            gl.store(y_ptr + io, acc, mask=iomask)
-
+        _gate_and_store(acc, g_ptr, out_ptr, y_ptr, base, i0, n0, S, R, H, C, STORE_Y, BLOCK_I, BLOCK_N, acc_l)
 
 #: launch shape: per-thread accumulator block, threads and warps along i, repeats of the layout
 #: over the tile, the P tile's swizzle; k-tile and ring depth
