@@ -229,6 +229,17 @@ def test_fp32_bf16x6_meets_the_fp32_bar(monkeypatch, shape, masked, gluon):
     assert err <= 3 * ref_err + EPS[torch.float32] * max(ref64.abs().max().item(), 1.0), (err, ref_err)
 
 
+def _offline_ptx(script, *args):
+    """stdout of ``script`` run by this Python in a process without TRITON_INTERPRET."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 # Compiles the bf16x6 forward for sm_90 and prints its PTX. In a process of its own: with
 # TRITON_INTERPRET=1 (the CPU tests) this process's kernels are interpreter functions.
 _COMPILE_BF16X6 = """
@@ -257,13 +268,8 @@ def test_fp32_bf16x6_forward_compiles_to_bf16_tensor_cores():
     against a Triton that drops the precision or falls back to FMA."""
     import ast
     import re
-    import subprocess
 
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", _COMPILE_BF16X6], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    first, ptx = done.stdout.split("\n", 1)
+    first, ptx = _offline_ptx(_COMPILE_BF16X6).split("\n", 1)
     cfg = ast.literal_eval(first)
     wgmma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16\.f32\.bf16\.bf16", ptx)
     assert wgmma, "no bf16 wgmma in the bf16x6 forward"
@@ -288,6 +294,30 @@ def test_fp32_gluon_fma_forward(monkeypatch, shape, masked):
     check(shape, torch.float32, masked, p_mode="stored", layout="flat")
 
 
+# Compiles a Gluon kernel for sm_90 and prints its PTX. In a process of its own, like the bf16x6
+# compile above: Triton's interpreter, once it has run kernels in this process (the CPU tests),
+# leaves triton.language's tensor methods patched, and Gluon's code generator then fails on them.
+_COMPILE_GLUON = """
+import importlib, json, sys, triton
+from triton.backends.compiler import GPUTarget
+from triton.experimental.gluon._runtime import GluonASTSource
+module, kernel, const, options = json.loads(sys.argv[1])
+fn = getattr(importlib.import_module(module), kernel)
+names = fn.arg_names
+sig = {n: "constexpr" if n in const else ("*fp32" if n.endswith("_ptr") else "i32") for n in names}
+# what the launcher specializes for R = 384, S = 128 and aligned tensors
+attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names if n.endswith("_ptr") or n in ("S", "R")}
+src = GluonASTSource(fn, sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
+print(triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"])
+"""
+
+
+def _gluon_ptx(module, kernel, const, options):
+    import json
+
+    return _offline_ptx(_COMPILE_GLUON, json.dumps([module.__name__, kernel, const, options]))
+
+
 def test_gluon_fma_forward_compiles_for_hopper():
     """Compiled offline for sm_90 (no GPU needed): every FMA of the per-thread accumulator blocks is
     fed by 16-byte shared-memory loads (SPT_I*REP_I + SPT_N*REP_N values per reduction step, no
@@ -296,20 +326,10 @@ def test_gluon_fma_forward_compiles_for_hopper():
         pytest.skip(f"no Gluon here: {msa_pwa_fma._IMPORT_ERROR}")
     import re
 
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.experimental.gluon._runtime import GluonASTSource
-
-    fn = msa_pwa_fma._fwd_fma_kernel
     cfg = dict(msa_pwa_fma.DEFAULT_CONFIG)
-    num_warps = cfg.pop("num_warps")
+    options = dict(num_warps=cfg.pop("num_warps"))
     const = dict(H=8, C=8, STORE_Y=False, HEADS_FIRST=True, KS=msa_pwa_fma.K_STEP, **cfg)
-    names = fn.arg_names
-    sig = {n: "constexpr" if n in const else ("*fp32" if n.endswith("_ptr") else "i32") for n in names}
-    # what the launcher specializes for R = 384, S = 128 and aligned tensors
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names if n.endswith("_ptr") or n in ("S", "R")}
-    src = GluonASTSource(fn, sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
-    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps)).asm["ptx"]
+    ptx = _gluon_ptx(msa_pwa_fma, "_fwd_fma_kernel", const, options)
     rows, cols = cfg["SPT_I"] * cfg["REP_I"], cfg["SPT_N"] * cfg["REP_N"]  # a thread's accumulators
     assert len(re.findall(r"\bfma\.rn\.f32\b", ptx)) == rows * cols * cfg["BLOCK_K"]  # per k-tile
     assert len(re.findall(r"\bld\.shared\.v4\.b32\b", ptx)) == (rows + cols) * cfg["BLOCK_K"] // 4
@@ -325,24 +345,15 @@ def test_gluon_bf16x6_forward_compiles_for_hopper():
         pytest.skip(f"no Gluon with wgmma here: {msa_pwa_split._IMPORT_ERROR}")
     import re
 
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.experimental.gluon._runtime import GluonASTSource
-
-    fn = msa_pwa_split._fwd_bf16x6_kernel
     cfg = dict(msa_pwa_split.DEFAULT_CONFIG)
     options = dict(num_warps=cfg.pop("num_warps"), maxnreg=cfg.pop("maxnreg"))
     const = dict(H=8, C=8, STORE_Y=True, HEADS_FIRST=True, **cfg)
-    names = fn.arg_names
-    sig = {n: "constexpr" if n in const else ("*fp32" if n.endswith("_ptr") else "i32") for n in names}
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names if n.endswith("_ptr") or n in ("S", "R")}
-    src = GluonASTSource(fn, sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=attrs)
-    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
+    ptx = _gluon_ptx(msa_pwa_split, "_fwd_bf16x6_kernel", const, options)
     wgmma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16\.f32\.bf16\.bf16", ptx)
     assert wgmma and int(wgmma[0]) == cfg["BLOCK_N"], wgmma
     assert len(wgmma) == 6 * cfg["BLOCK_K"] // 16  # one k-step of the loop
     assert len(re.findall(r"wgmma\.wait_group", ptx)) == 1
-    assert re.search(r"\.maxnreg 80\b", ptx)
+    assert re.search(rf"\.maxnreg {options['maxnreg']}\b", ptx)
     assert not re.findall(r"\bfma\.rn\.f32\b", ptx)
 
 

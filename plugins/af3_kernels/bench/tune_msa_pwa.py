@@ -311,10 +311,12 @@ class Sweep:
                     row[name] = graph_us(caller(fused("auto", prec), v, b, g, dout, direction), self.args.reps,
                                          self.flusher)
             if dtype == "fp32":  # bf16x6 with Triton's tl.dot forward instead of the Gluon one
-                msa_pwa.USE_GLUON_SPLIT_FORWARD = False
-                row["bf16x6-triton+pdl"] = graph_us(caller(fused("auto", "bf16x6"), v, b, g, dout, direction),
-                                                    self.args.reps, self.flusher)
-                msa_pwa.USE_GLUON_SPLIT_FORWARD = True
+                saved, msa_pwa.USE_GLUON_SPLIT_FORWARD = msa_pwa.USE_GLUON_SPLIT_FORWARD, False
+                try:
+                    row["bf16x6-triton+pdl"] = graph_us(caller(fused("auto", "bf16x6"), v, b, g, dout, direction),
+                                                        self.args.reps, self.flusher)
+                finally:
+                    msa_pwa.USE_GLUON_SPLIT_FORWARD = saved
             msa_pwa.USE_PDL = default_pdl
             if direction == "fwd" and dtype == "fp32":  # no_grad with inputs that require grad
                 tracked = [x.detach().requires_grad_() for x in (v, b, g)]

@@ -51,13 +51,14 @@ if _IMPORT_ERROR is None:
         _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 
-def available() -> tuple[bool, str]:
-    """(whether the Gluon bf16x6 forward can run here, why not)."""
+def available(device=None) -> tuple[bool, str]:
+    """(whether the Gluon bf16x6 forward can run on ``device`` (default: the current CUDA device),
+    why not)."""
     if _IMPORT_ERROR is not None:
         return False, _IMPORT_ERROR
     if not torch.cuda.is_available():
         return False, "no CUDA GPU"
-    major = torch.cuda.get_device_capability()[0]
+    major = torch.cuda.get_device_capability(device)[0]
     if major != 9:
         return False, f"wgmma needs a Hopper GPU (compute capability 9.x), this one is {major}.x"
     return True, ""
