@@ -396,6 +396,23 @@ class Sweep:
         finally:
             msa_pwa.USE_TMA_FORWARD, msa_pwa.TMA_FORWARD_MIN_RN = saved
 
+    def module_configs(self, module, candidates, call, label):
+        """Time ``call`` (an fp32 (128, 384, 8) forward) with each candidate in a Gluon kernel
+        module's CONFIG_OVERRIDES; one printed line and one JSON record per candidate."""
+        for c in candidates:
+            if time.time() > self.end:
+                break
+            module.CONFIG_OVERRIDES.update(c)
+            try:
+                us = graph_us(call, self.args.reps, self.flusher)
+            except Exception as exc:  # e.g. too much shared memory, or a register cap ptxas cannot meet
+                print(f"    {label} {c}: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
+                continue
+            finally:
+                module.CONFIG_OVERRIDES.clear()
+            print(f"    {label} fwd fp32 128,384,8 {c}: {us:.1f}", flush=True)
+            self.emit(part=f"{label.replace('-', '_')}_config", config=c, us=us)
+
     def gluon_fma(self):
         """The exact fp32 forward (128, 384, 8): Triton's tl.dot on the FMA units (_fwd_kernel) against
         the Gluon kernel (msa_pwa_fma) at each candidate register tile, eager beside them; then
@@ -413,19 +430,8 @@ class Sweep:
                     row[key] = graph_us(caller(fused("auto"), v, b, g, dout, direction), self.args.reps, self.flusher)
                     row[f"err_{key}"] = rel_err(fused("auto"), v, b, g)
                 if direction == "fwd":
-                    for c in GLUON_CANDIDATES:
-                        if time.time() > self.end:
-                            break
-                        msa_pwa_fma.CONFIG_OVERRIDES.update(c)
-                        try:
-                            us = graph_us(caller(fused("auto"), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
-                        except Exception as exc:  # e.g. too much shared memory
-                            print(f"    gluon {c}: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
-                            continue
-                        finally:
-                            msa_pwa_fma.CONFIG_OVERRIDES.clear()
-                        print(f"    gluon fwd fp32 128,384,8 {c}: {us:.1f}", flush=True)
-                        self.emit(part="gluon_config", config=c, us=us)
+                    self.module_configs(msa_pwa_fma, GLUON_CANDIDATES, caller(fused("auto"), v, b, g, dout, "fwd"),
+                                        "gluon")
                 print(f"gluon {direction} fp32 S=128 R=384 C=8: " + "  ".join(
                     f"{k} {x:.3g}" for k, x in row.items()), flush=True)
                 self.emit(part="gluon", direction=direction, row=row)
@@ -449,19 +455,8 @@ class Sweep:
                 row[key] = graph_us(caller(fused("auto", prec), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
                 with torch.no_grad():
                     row[f"err_{key}"] = (fused("auto", prec)(v, b, g).double() - ref).abs().max().item()
-            for c in GLUON_SPLIT_CANDIDATES:
-                if time.time() > self.end:
-                    break
-                msa_pwa_split.CONFIG_OVERRIDES.update(c)
-                try:
-                    us = graph_us(caller(fused("auto", "bf16x6"), v, b, g, dout, "fwd"), self.args.reps, self.flusher)
-                except Exception as exc:  # e.g. too much shared memory
-                    print(f"    gluon-split {c}: {type(exc).__name__}: {str(exc)[:160]}", flush=True)
-                    continue
-                finally:
-                    msa_pwa_split.CONFIG_OVERRIDES.clear()
-                print(f"    gluon-split fwd fp32 128,384,8 {c}: {us:.1f}", flush=True)
-                self.emit(part="gluon_split_config", config=c, us=us)
+            self.module_configs(msa_pwa_split, GLUON_SPLIT_CANDIDATES,
+                                caller(fused("auto", "bf16x6"), v, b, g, dout, "fwd"), "gluon-split")
         finally:
             msa_pwa.USE_GLUON_SPLIT_FORWARD = saved
         print("gluon-split fwd fp32 S=128 R=384 C=8: " + "  ".join(f"{k} {x:.3g}" for k, x in row.items()), flush=True)

@@ -65,6 +65,27 @@ if _IMPORT_ERROR is None:
         cp.commit_group()
 
     @gluon.jit
+    def _ring_start(p_smem, v_smem, p_rows, pk, p_imask, v_cols, vk, v_nmask, R, HC: gl.constexpr,
+                    BLOCK_K: gl.constexpr, STAGES: gl.constexpr):
+        """The cp.async ring's prologue: the first STAGES-1 k-tiles in flight (tiles past R arrive
+        as zeros)."""
+        for t in gl.static_range(STAGES - 1):
+            _load_k_tile(p_smem.index(t), v_smem.index(t), p_rows, pk, p_imask, v_cols, vk, v_nmask,
+                         t * BLOCK_K, R, HC)
+
+    @gluon.jit
+    def _ring_next(kt, p_smem, v_smem, p_rows, pk, p_imask, v_cols, vk, v_nmask, R, HC: gl.constexpr,
+                   BLOCK_K: gl.constexpr, STAGES: gl.constexpr):
+        """The top of k-step kt: wait until every thread's copies of tile kt have landed (the barrier
+        also means every thread is done with step kt-1), then start tile kt+STAGES-1 into the slot
+        step kt-1 used."""
+        cp.wait_group(STAGES - 2)
+        _barrier()
+        nxt = kt + STAGES - 1
+        _load_k_tile(p_smem.index(nxt % STAGES), v_smem.index(nxt % STAGES), p_rows, pk, p_imask, v_cols, vk,
+                     v_nmask, nxt * BLOCK_K, R, HC)
+
+    @gluon.jit
     def _program_tile(p_ptr, v_ptr, S, R, H: gl.constexpr, C: gl.constexpr, HEADS_FIRST: gl.constexpr,
                       BLOCK_I: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_K: gl.constexpr,
                       p_ld: gl.constexpr, v_ld: gl.constexpr):
@@ -146,18 +167,11 @@ if _IMPORT_ERROR is None:
         p_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_I, BLOCK_K], p_sl)
         v_smem = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], v_sl)
         num_k = gl.cdiv(R, BLOCK_K)
-        # prologue: the first STAGES-1 k-tiles in flight (tiles past R arrive as zeros)
-        for t in gl.static_range(STAGES - 1):
-            _load_k_tile(p_smem.index(t), v_smem.index(t), p_rows, pk, p_imask, v_cols, vk, v_nmask,
-                         t * BLOCK_K, R, HC)
+        _ring_start(p_smem, v_smem, p_rows, pk, p_imask, v_cols, vk, v_nmask, R, HC, BLOCK_K, STAGES)
 
         acc = gl.zeros([BLOCK_I, BLOCK_N], gl.float32, layout=acc_l)
         for kt in range(num_k):
-            cp.wait_group(STAGES - 2)  # this thread's copies of tile kt have landed ...
-            _barrier()  # ... everyone's have, and every thread is done with tile kt-1's slot
-            nxt = kt + STAGES - 1
-            _load_k_tile(p_smem.index(nxt % STAGES), v_smem.index(nxt % STAGES), p_rows, pk, p_imask, v_cols, vk,
-                         v_nmask, nxt * BLOCK_K, R, HC)
+            _ring_next(kt, p_smem, v_smem, p_rows, pk, p_imask, v_cols, vk, v_nmask, R, HC, BLOCK_K, STAGES)
             slot = kt % STAGES
             pt = p_smem.index(slot)
             vt = v_smem.index(slot)

@@ -46,7 +46,7 @@ if _IMPORT_ERROR is None:
         from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, warpgroup_mma,
                                                                       warpgroup_mma_wait)
 
-        from af3_kernels.ops.msa_pwa_fma import _barrier, _gate_and_store, _load_k_tile, _program_tile
+        from af3_kernels.ops.msa_pwa_fma import _barrier, _gate_and_store, _program_tile, _ring_next, _ring_start
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
         _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
@@ -114,20 +114,13 @@ if _IMPORT_ERROR is None:
         a = gl.allocate_shared_memory(gl.bfloat16, [3, BLOCK_I, BLOCK_K], a_sl)  # P: hi, mid, lo
         bv = gl.allocate_shared_memory(gl.bfloat16, [3, BLOCK_K, BLOCK_N], b_sl)  # v: hi, mid, lo
         num_k = gl.cdiv(R, BLOCK_K)
-        # prologue: the first STAGES-1 k-tiles in flight (tiles past R arrive as zeros)
-        for t in gl.static_range(STAGES - 1):
-            _load_k_tile(p_smem.index(t), v_smem.index(t), p_rows, pk, p_imask, v_cols, vk, v_nmask,
-                         t * BLOCK_K, R, HC)
+        _ring_start(p_smem, v_smem, p_rows, pk, p_imask, v_cols, vk, v_nmask, R, HC, BLOCK_K, STAGES)
 
         acc = gl.zeros([BLOCK_I, BLOCK_N], gl.float32, layout=acc_l)
         for kt in range(num_k):
-            cp.wait_group(STAGES - 2)  # this thread's copies of tile kt have landed ...
-            # ... everyone's have, and every warpgroup's wgmma of tile kt-1 (which read the parts
-            # rewritten below and the ring slot refilled next) are done
-            _barrier()
-            nxt = kt + STAGES - 1
-            _load_k_tile(p_smem.index(nxt % STAGES), v_smem.index(nxt % STAGES), p_rows, pk, p_imask, v_cols, vk,
-                         v_nmask, nxt * BLOCK_K, R, HC)
+            # after this, every warpgroup's wgmma of step kt-1 (which read the parts rewritten below
+            # and the ring slot refilled here) are done: each waited for them before the barrier
+            _ring_next(kt, p_smem, v_smem, p_rows, pk, p_imask, v_cols, vk, v_nmask, R, HC, BLOCK_K, STAGES)
             _store_parts(a, p_smem.index(kt % STAGES), p_ld)
             _store_parts(bv, v_smem.index(kt % STAGES), v_ld)
             fence_async_shared()  # the parts, written by threads, become visible to the tensor cores
