@@ -781,9 +781,13 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
     """out, the softmax statistics, the v operand the kernels read (v itself or its gemm copy),
     with ``keep_y`` the ungated fp32 y the backward starts from, and P when ``stored``."""
     B, S, R, H, C = v.shape
-    # the Gluon forwards are launched the ordinary way, after the statistics kernel has finished
-    gluon = stored and not gemm and (_gluon_fma_ok(v, precision) or _gluon_split_ok(v, precision))
-    pdl = _pdl_ok(v) and not gluon
+    # a Gluon forward (msa_pwa_split or msa_pwa_fma) where one applies; they are launched the
+    # ordinary way, after the statistics kernel has finished
+    gluon = None
+    if stored and not gemm:
+        gluon = (msa_pwa_split if _gluon_split_ok(v, precision) else
+                 msa_pwa_fma if _gluon_fma_ok(v, precision) else None)
+    pdl = _pdl_ok(v) and gluon is None
     m2, l2, p = _softmax_stats(bias, mask_u8, mstrides, B, R, H, stored, trigger=pdl and not gemm)
     vop = _to_gemm_layout(v) if gemm else v
     # the forward kernel's launch may overlap the kernel before it, and waits for it on the GPU
@@ -801,8 +805,8 @@ def _forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y):
                               V_GEMM=gemm, V_TMA=v_tma, STORE_Y=keep_y, **order, INTERP=_interpreting(), **cfg,
                               **early)
         return out, m2, l2, vop, y, p
-    if gluon:
-        (msa_pwa_split if _gluon_split_ok(v, precision) else msa_pwa_fma).forward(p, v, g, out, y, _grid)
+    if gluon is not None:
+        gluon.forward(p, v, g, out, y, _grid)
         return out, m2, l2, vop, y, p
     cfg = _fwd_launch_config("fwd", v, precision, gemm)
     hp = cfg["HEADS"]

@@ -32,6 +32,8 @@ Needs a Hopper GPU (wgmma: compute capability 9.x) and a Triton whose Gluon has 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
@@ -58,7 +60,14 @@ def available(device=None) -> tuple[bool, str]:
         return False, _IMPORT_ERROR
     if not torch.cuda.is_available():
         return False, "no CUDA GPU"
-    major = torch.cuda.get_device_capability(device)[0]
+    index = torch.device(device).index if device is not None else None
+    return _hopper(torch.cuda.current_device() if index is None else index)
+
+
+@functools.lru_cache(maxsize=None)
+def _hopper(index: int) -> tuple[bool, str]:
+    """available()'s answer for one CUDA device (asked on every forward call: kept)."""
+    major = torch.cuda.get_device_capability(index)[0]
     if major != 9:
         return False, f"wgmma needs a Hopper GPU (compute capability 9.x), this one is {major}.x"
     return True, ""
