@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
-from af3core import __version__, plugins
+from af3core import __version__, discovery
 from af3core.errors import UsageError
-from af3core.plan import Choices, build_plan
+from af3core.plan import DEFAULT_MAX_CASES, Choices, build_plan
+from af3core.writers import clean_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_TIMEOUT_S = 3600.0
+#: --notes travels to every row; longer text belongs in a file next to the results.
+NOTES_MAX_CHARS = 100_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,6 +24,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,16 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, help="passes after the compile call left out of the statistics "
                    "(default: the plugin's, usually 0)")
     b.add_argument("--preset", help="plugin-defined settings bundle, e.g. small or default")
-    b.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="plugin-specific parameter (repeatable)")
+    b.add_argument("--set", dest="sets", action="append", default=[], metavar="[PLUGIN:]KEY=VALUE",
+                   help="a plugin setting (repeatable); unscoped, it goes to every selected plugin that has it")
     b.add_argument("--notes", default="", help="free text stored in every row")
     b.add_argument("--out", help="output folder (default results/<timestamp>/)")
     b.add_argument("--force", action="store_true", help="reuse an existing output folder, replacing its results")
-    b.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    b.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help=f"wall-clock limit per case (default {DEFAULT_TIMEOUT_S:g})")
     b.add_argument("--until-oom", action="store_true",
                    help="grow --seq-len (a range; START::STEP is open-ended) per setting until a case fails; "
                         "when it ran out of memory, record the largest size that fitted")
+    b.add_argument("--max-cases", type=int, default=DEFAULT_MAX_CASES, metavar="N",
+                   help=f"refuse a plan of more cases than this (default {DEFAULT_MAX_CASES})")
+    b.add_argument("--in-process", action="store_true",
+                   help="run the runner in this process, without worker or pipe (a cross-check of the harness "
+                        "against a bare loop; no timeout, no crash isolation)")
     b.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
     b.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     b.add_argument("--no-plot", action="store_true", help="do not write plots at the end")
@@ -65,8 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- af3 plugins
 
-def cmd_plugins(args) -> int:
-    registry = plugins.load()
+def _plugin_entries(registry: discovery.Registry) -> list[dict]:
     availability = registry.availability()
     entries = []
     for name, plugin in sorted(registry.plugins.items()):
@@ -74,12 +90,27 @@ def cmd_plugins(args) -> int:
         entries.append({"name": name, "kind": plugin.kind, "distribution": plugin.distribution,
                         "version": plugin.version, "available": a.ok, "reason": a.reason, "fix": a.fix,
                         "source_version": a.source_version, "modes": list(plugin.modes),
-                        "presets": list(plugin.presets), "description": plugin.description})
+                        "presets": list(plugin.presets), "description": plugin.description,
+                        "settings": {k: {"default": v.default, "help": v.help,
+                                         "choices": list(v.choices) if v.choices is not None else None}
+                                     for k, v in plugin.settings.items()},
+                        "setting_prefixes": list(plugin.setting_prefixes)})
+    for name, claimants in sorted(registry.conflicts.items()):
+        fix = "keep one of them: " + " or ".join(f"pip uninstall {p.distribution}" for p in claimants)
+        for p in claimants:
+            entries.append({"name": name, "kind": "conflict", "distribution": p.distribution, "version": p.version,
+                            "available": False, "reason": registry.conflict_text(name), "fix": fix,
+                            "source_version": None})
     for b in registry.broken:
         entries.append({"name": b.name, "kind": "broken", "distribution": b.distribution, "version": b.version,
                         "available": False, "reason": b.error, "fix": "", "source_version": None})
+    return entries
+
+
+def cmd_plugins(args) -> int:
+    entries = _plugin_entries(discovery.load())
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps(entries, indent=2, default=str))
         return EXIT_OK
     from rich.console import Console
     from rich.table import Table
@@ -88,8 +119,10 @@ def cmd_plugins(args) -> int:
     for col in ("name", "kind", "distribution", "version", "runs here", "why not / fix"):
         table.add_column(col)
     for e in entries:
-        runs = "[green]yes[/green]" + (f" ({e['source_version']})" if e.get("source_version") else "") \
-            if e["available"] else ("[red]broken[/red]" if e["kind"] == "broken" else "[yellow]no[/yellow]")
+        if e["available"]:
+            runs = "[green]yes[/green]" + (f" ({e['source_version']})" if e.get("source_version") else "")
+        else:
+            runs = {"broken": "[red]broken[/red]", "conflict": "[red]conflict[/red]"}.get(e["kind"], "[yellow]no[/yellow]")
         why = "" if e["available"] else e["reason"] + (f"\nfix: {e['fix']}" if e["fix"] else "")
         table.add_row(e["name"], e["kind"], e["distribution"], e["version"], runs, why)
     Console().print(table if entries else "no plugins installed (entry point group 'af3bench')")
@@ -97,29 +130,6 @@ def cmd_plugins(args) -> int:
 
 
 # ---------------------------------------------------------------- af3 bench
-
-def _prepare_out_dir(out: str | None, force: bool) -> Path:
-    path = Path(out) if out else Path("results") / time.strftime("%Y%m%d-%H%M%S")
-    if path.exists():
-        if not path.is_dir():
-            raise UsageError(f"--out {path}: exists and is not a folder")
-        if any(path.iterdir()) and not force:
-            raise UsageError(f"--out {path}: folder exists and is not empty (use --force to replace its results)")
-        if force:
-            for child in path.iterdir():
-                if child.name == "logs" and child.is_dir():
-                    shutil.rmtree(child)
-                elif child.suffix in (".jsonl", ".csv", ".json", ".png"):
-                    child.unlink()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"--out {path}: cannot write there ({exc.strerror or exc})") from None
-    return path
-
 
 def _print_plan(plan) -> None:
     print(f"device: {plan.device.label}")
@@ -133,42 +143,61 @@ def _print_plan(plan) -> None:
         print(f"skipped {name}: {reason}")
 
 
+def _choices(args) -> Choices:
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out: empty folder name")
+    notes = clean_text(args.notes)
+    if len(notes) > NOTES_MAX_CHARS:
+        raise UsageError(f"--notes: {len(notes)} characters, more than {NOTES_MAX_CHARS}")
+    return Choices(plugins=args.plugins, mode=args.mode, device=args.device, seq_len=args.seq_len,
+                   passes=args.passes, warmup=args.warmup, preset=args.preset, sets=args.sets, notes=notes,
+                   until_oom=args.until_oom, max_cases=args.max_cases)
+
+
 def cmd_bench(args) -> int:
-    registry = plugins.load()
-    choices = Choices(plugins=args.plugins, mode=args.mode, device=args.device, seq_len=args.seq_len,
-                      passes=args.passes, warmup=args.warmup, preset=args.preset, sets=args.sets, notes=args.notes,
-                      until_oom=args.until_oom)
-    plan = build_plan(registry, choices)
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    choices = _choices(args)
+    plan = build_plan(discovery.load(), choices)
     if args.dry_run:
         _print_plan(plan)
-        return EXIT_OK
-    out_dir = _prepare_out_dir(args.out, args.force)
-    source_versions = {name: a.source_version for name, a in registry.availability().items()}
+        return EXIT_FAILED if plan.faulty else EXIT_OK
 
-    from af3core.bench import run_plan
+    from af3core import outdir
     from af3core.live import make_view
+    from af3core.run import run_plan
 
+    folder = outdir.claim(args.out, args.force)
     view = make_view(plan, force_plain=args.plain)
-    outcome = run_plan(plan, out_dir, args.timeout, view, [os.path.basename(sys.argv[0]), *sys.argv[1:]],
-                       source_versions)
-    seq_lens = {r.planned.case.seq_len for r in outcome.results if r.ok_times}
-    if not args.no_plot and len(seq_lens) > 1:
-        from af3core.plot import plot_run
-
-        for path in plot_run(out_dir):
-            print(f"plot: {path}")
+    command_line = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    outcome = run_plan(plan, folder, args.timeout, view, command_line, in_process=args.in_process)
+    out_dir = folder.path
+    seq_lens = {r.planned.case.seq_len for r in outcome.records if r.ok_times}
+    if not args.no_plot and len(seq_lens) > 1 and not outcome.write_error and outcome.stopped_by is None:
+        _plot(out_dir)
     for group, largest in outcome.largest_fit.items():
         print(f"largest size that fits: {largest if largest is not None else 'none'}  ({group})")
     print(f"results: {out_dir}")
-    if outcome.interrupted:
-        print("interrupted: the summary covers the cases that ran", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if outcome.failed:
-        print(f"{len(outcome.failed)} of {len(outcome.results)} case(s) failed", file=sys.stderr)
+    if outcome.write_error:
+        print(f"af3: error: {outcome.write_error}; the rows written before it are kept", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK
+    if outcome.stopped_by is not None:
+        print(f"stopped: the summary covers the {len(outcome.records)} case(s) that ran", file=sys.stderr)
+        return 128 + outcome.stopped_by
+    if plan.faulty:
+        print(f"left out because a plugin hook failed: {', '.join(plan.faulty)}", file=sys.stderr)
+    if outcome.failed:
+        print(f"{len(outcome.failed)} of {len(outcome.records)} case(s) failed", file=sys.stderr)
+    return EXIT_FAILED if outcome.failed or plan.faulty else EXIT_OK
+
+
+def _plot(out_dir: Path) -> None:
+    from af3core.plot import plot_run
+
+    try:
+        for path in plot_run(out_dir):
+            print(f"plot: {path}")
+    except Exception as exc:  # noqa: BLE001 - plots are a convenience; the results are written
+        print(f"af3: plots not written ({type(exc).__name__}: {exc}); `af3 plot {out_dir}` retries",
+              file=sys.stderr)
 
 
 def cmd_plot(args) -> int:
@@ -191,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(["bench"])
         return {"plugins": cmd_plugins, "bench": cmd_bench, "plot": cmd_plot}[command](args)
     except UsageError as exc:
-        print(f"af3: error: {exc}", file=sys.stderr)
+        print(f"af3: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,7 +1,6 @@
 """Progress while a run goes: a rich live table on a terminal, plain lines otherwise."""
 from __future__ import annotations
 
-import statistics
 import sys
 from typing import Any
 
@@ -9,7 +8,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from af3core.host import CaseResult
+from af3core.record import CaseRecord
+from af3core import stats
 from af3core.plan import Plan
 
 
@@ -25,13 +25,13 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def params_text(result: CaseResult) -> str:
+def params_text(result: CaseRecord) -> str:
     case = result.planned.case
     preset = f" {case.preset}" if case.preset else ""
     return f"{case.mode}{preset} L={case.seq_len}"
 
 
-def status_text(result: CaseResult) -> str:
+def status_text(result: CaseRecord) -> str:
     if result.status not in ("pending",):
         return "done" if result.status == "ok" else result.status
     phase = result.phase
@@ -43,9 +43,9 @@ def status_text(result: CaseResult) -> str:
             "done": "finishing"}.get(phase, phase)
 
 
-def _last_median(result: CaseResult) -> tuple[float | None, float | None]:
+def _last_median(result: CaseRecord) -> tuple[float | None, float | None]:
     times = result.ok_times
-    return (times[-1] if times else None, statistics.median(times) if times else None)
+    return (times[-1] if times else None, stats.median(times))
 
 
 class LiveTable:
@@ -53,7 +53,7 @@ class LiveTable:
 
     def __init__(self, plan: Plan, console: Console | None = None):
         self.console = console or Console()
-        self.results: dict[str, CaseResult | None] = {c.case_id: None for c in plan.cases}
+        self.results: dict[str, CaseRecord | None] = {c.case_id: None for c in plan.cases}
         self.plan = plan
         self.live = Live(get_renderable=self._table, console=self.console, refresh_per_second=4, transient=False)
 
@@ -73,23 +73,23 @@ class LiveTable:
             status = status_text(r)
             style = "green" if r.status == "ok" else "red" if r.status != "pending" else "yellow"
             table.add_row(planned.case_id[:3], planned.case.plugin, params_text(r), f"[{style}]{status}[/{style}]",
-                          _fmt_ms(last), _fmt_ms(median), _fmt_ms(r.compile_ms), _fmt_bytes(r.nvml_peak_bytes),
-                          _fmt_bytes(r.rss_peak_bytes))
+                          _fmt_ms(last), _fmt_ms(median), _fmt_ms(r.compile_ms), _fmt_bytes(r.nvml_peak_gpu_bytes),
+                          _fmt_bytes(r.sampled_peak_rss_bytes))
         return table
 
     def start(self) -> None:
         self.live.start()
 
-    def update(self, result: CaseResult) -> None:
+    def update(self, result: CaseRecord) -> None:
         self.results[result.planned.case_id] = result
 
-    def row(self, result: CaseResult, row: dict[str, Any]) -> None:
+    def row(self, result: CaseRecord, row: dict[str, Any]) -> None:
         self.update(result)
 
     def skipped(self, name: str, reason: str) -> None:
         self.console.print(f"[yellow]skipped[/yellow] {name}: {reason}")
 
-    def done(self, result: CaseResult) -> None:
+    def done(self, result: CaseRecord) -> None:
         self.update(result)
         if result.status != "ok":
             self.live.console.print(f"[red]{result.planned.case_id} {result.status}[/red]: {result.error}")
@@ -112,14 +112,14 @@ class PlainProgress:
     def start(self) -> None:
         pass
 
-    def update(self, result: CaseResult) -> None:
+    def update(self, result: CaseRecord) -> None:
         status = status_text(result)
         if status.startswith(("pass", "warm-up")) or self._phase.get(result.planned.case_id) == status:
             return
         self._phase[result.planned.case_id] = status
         self._print(f"[{result.planned.case_id}] {status}")
 
-    def row(self, result: CaseResult, row: dict[str, Any]) -> None:
+    def row(self, result: CaseRecord, row: dict[str, Any]) -> None:
         if row["ok"]:
             what = "warm-up" if row.get("warmup") else "pass"
             total = result.planned.case.warmup if row.get("warmup") else result.planned.case.passes
@@ -128,12 +128,12 @@ class PlainProgress:
     def skipped(self, name: str, reason: str) -> None:
         self._print(f"skipped {name}: {reason}")
 
-    def done(self, result: CaseResult) -> None:
+    def done(self, result: CaseRecord) -> None:
         _, median = _last_median(result)
         if result.status == "ok":
             self._print(f"[{result.planned.case_id}] done: median {_fmt_ms(median)}, compile "
-                        f"{_fmt_ms(result.compile_ms)}, peak GPU {_fmt_bytes(result.nvml_peak_bytes)}, "
-                        f"peak RSS {_fmt_bytes(result.rss_peak_bytes)}")
+                        f"{_fmt_ms(result.compile_ms)}, peak GPU {_fmt_bytes(result.nvml_peak_gpu_bytes)}, "
+                        f"peak RSS {_fmt_bytes(result.sampled_peak_rss_bytes)}")
         else:
             self._print(f"[{result.planned.case_id}] {result.status}: {result.error}")
 

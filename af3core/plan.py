@@ -1,25 +1,46 @@
-"""From command-line choices to a list of cases: seq-len and --set parsing, device resolution,
-per-plugin settings merged as Setting defaults <- preset <- --set."""
+"""From command-line choices to a list of cases: --seq-len and --set parsing, per-plugin settings
+(Setting defaults <- preset <- --set), plan-time validation through each plugin, and limits.
+
+Everything a user can get wrong is refused here, before any worker starts (UsageError: one line,
+exit 2). A plugin hook that raises is reported against its plugin, and the other plugins still run.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from af3core import gpu
+from af3core.devices import Device, resolve_device
+from af3core.discovery import Registry
 from af3core.errors import UsageError
 from af3core.plugin import Plugin
-from af3core.plugins import Registry
 from af3core.runner import Case
 
 #: An open-ended range ("128::128") grows for at most this many steps (only with --until-oom).
 OPEN_RANGE_STEPS = 1000
+#: No AlphaFold-class case comes near this; larger values are typing mistakes that would start a
+#: worker trying to allocate terabytes.
+MAX_SEQ_LEN = 1_000_000
+#: Values one --seq-len may expand to (checked before the list is built).
+MAX_SEQ_LENS = 10_000
+#: Cases in one plan unless --max-cases says otherwise (an --until-oom sweep stops by itself).
+DEFAULT_MAX_CASES = 1000
 
 _BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+_KEY = r"[A-Za-z_][\w.\-]*"
+
+
+class _CannotRunHere(Exception):
+    """The plugin cannot run this choice here (unavailable, other device, mode or size): a bare run
+    skips it and says why; a run that named it stops with a usage error. Mistakes in --set are
+    usage errors either way."""
+
+
+class PluginFault(Exception):
+    """One of a plugin's own hooks raised: the plugin is reported and left out; the others run."""
 
 
 # ---------------------------------------------------------------- parsing
@@ -27,45 +48,70 @@ _BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no"
 def parse_seq_lens(text: str, allow_open: bool = False) -> list[int]:
     """``256``, ``64,128,256`` or an inclusive range ``64:512:64`` (``START::STEP`` with --until-oom)."""
     text = text.strip()
+    usage = (f"--seq-len {text!r}: expected a number, a list like 64,128,256 or a range START:STOP:STEP "
+             "like 64:512:64")
     try:
         if ":" in text:
             parts = text.split(":")
             if len(parts) != 3:
                 raise ValueError
-            start, stop, step = parts
-            start_i, step_i = int(start), int(step)
+            start, stop, step = int(parts[0]), parts[1], int(parts[2])
             if stop == "":
                 if not allow_open:
                     raise UsageError(f"--seq-len {text!r}: an open range needs --until-oom")
-                stop_i = start_i + step_i * OPEN_RANGE_STEPS
+                stop_i = start + step * OPEN_RANGE_STEPS
             else:
                 stop_i = int(stop)
-            if step_i <= 0 or stop_i < start_i:
+            if step <= 0 or stop_i < start:
                 raise ValueError
-            values = list(range(start_i, stop_i + 1, step_i))
+            count = (stop_i - start) // step + 1
+            if count > MAX_SEQ_LENS:
+                raise UsageError(f"--seq-len {text!r}: {count} sizes, more than {MAX_SEQ_LENS}: use a larger step")
+            values = list(range(start, stop_i + 1, step))
         else:
-            values = [int(v) for v in text.split(",") if v.strip() != ""]
+            items = text.split(",")
+            if len(items) > MAX_SEQ_LENS:
+                raise UsageError(f"--seq-len: more than {MAX_SEQ_LENS} sizes")
+            values = [int(v) for v in items if v.strip() != ""]
     except ValueError:
-        raise UsageError(f"--seq-len {text!r}: expected a number, a list like 64,128,256 "
-                         "or a range START:STOP:STEP like 64:512:64") from None
-    if not values or any(v <= 0 for v in values):
+        raise UsageError(usage) from None
+    if not values:
+        raise UsageError(usage)
+    if any(v <= 0 for v in values):
         raise UsageError(f"--seq-len {text!r}: sequence lengths must be positive")
+    if max(values) > MAX_SEQ_LEN:
+        raise UsageError(f"--seq-len {text!r}: {max(values)} is more than the largest size af3-bench runs "
+                         f"({MAX_SEQ_LEN:,})")
     return values
 
 
-def parse_set(items: Sequence[str]) -> dict[str, str]:
-    raw: dict[str, str] = {}
+@dataclass(frozen=True)
+class SetItem:
+    """One ``--set [PLUGIN:]KEY=VALUE``."""
+
+    scope: str | None  # a plugin name, or None for "every selected plugin that has KEY"
+    key: str
+    raw: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.scope + ':' if self.scope else ''}{self.key}={self.raw}"
+
+
+def parse_set(items: Sequence[str]) -> list[SetItem]:
+    parsed: dict[tuple[str | None, str], SetItem] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.\-]*", key):
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
-        raw[key] = value.strip()
-    return raw
+        left, sep, value = item.partition("=")
+        match = re.fullmatch(rf"\s*(?:([\w\-]+):)?({_KEY})\s*", left)
+        if not sep or not match:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE or PLUGIN:KEY=VALUE")
+        scope, key = match.groups()
+        parsed[(scope, key)] = SetItem(scope, key, value.strip())  # a later --set of the same key wins
+    return list(parsed.values())
 
 
 def coerce(key: str, raw: str, default: Any) -> Any:
-    """Parse a --set value to the type of the setting's default (or guess when unknown)."""
+    """Parse a --set value to the type of the setting's default (or guess when there is none)."""
     if isinstance(default, bool):
         if raw.lower() not in _BOOLS:
             raise UsageError(f"--set {key}={raw}: expected true or false")
@@ -77,10 +123,13 @@ def coerce(key: str, raw: str, default: Any) -> Any:
             raise UsageError(f"--set {key}={raw}: expected an integer") from None
     if isinstance(default, float):
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise UsageError(f"--set {key}={raw}: expected a number") from None
-    if default is None:  # undeclared key: best guess
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UsageError(f"--set {key}={raw}: expected a finite number")
+        return value
+    if default is None:  # a key under one of the plugin's setting_prefixes: best guess
         if raw.lower() in ("true", "false"):
             return raw.lower() == "true"
         for kind in (int, float):
@@ -88,65 +137,25 @@ def coerce(key: str, raw: str, default: Any) -> Any:
                 return kind(raw)
             except ValueError:
                 pass
+    if raw == "":
+        raise UsageError(f"--set {key}=: empty value")
     return raw
 
 
-# ---------------------------------------------------------------- device
-
-@dataclass(frozen=True)
-class Device:
-    requested: str  # what the user asked for, e.g. "auto" or "cuda:1"
-    name: str  # what the worker uses: "cpu", "cuda", "mps"
-    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES pin for cuda:N
-
-    @property
-    def type(self) -> str:
-        return self.name.split(":")[0]
-
-    @property
-    def label(self) -> str:
-        return self.name if self.visible_devices is None else f"cuda:{self.visible_devices}"
-
-    @property
-    def gpu_name(self) -> str | None:
-        """NVML's name for the GPU the worker uses (NVML counts in PCI order; on hosts of mixed GPUs
-        set CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA counts the same way)."""
-        if self.type != "cuda":
-            return None
-        pinned = self.visible_devices or (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip()
-        return gpu.device_name(int(pinned)) if pinned.isdigit() else gpu.device_name(0)
+def plugin_has(plugin: Plugin, key: str) -> bool:
+    return key in plugin.settings or any(key.startswith(p) for p in plugin.setting_prefixes)
 
 
-def _is_apple_silicon() -> bool:
-    return sys.platform == "darwin" and os.uname().machine == "arm64"
-
-
-def resolve_device(text: str) -> Device:
-    text = text.strip().lower()
-    count = gpu.device_count()
-    if text == "auto":
-        if count:
-            return Device(text, "cuda")
-        return Device(text, "mps" if _is_apple_silicon() else "cpu")
-    if text == "cpu":
-        return Device(text, "cpu")
-    if text == "mps":
-        if not _is_apple_silicon():
-            raise UsageError("--device mps: Apple-silicon GPUs only (this machine is not one)")
-        return Device(text, "mps")
-    match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if not match:
-        raise UsageError(f"--device {text!r}: expected auto, cpu, cuda, cuda:N or mps")
-    if not count:
-        raise UsageError(f"--device {text}: no CUDA GPU is visible on this machine (NVML found none)")
-    if match.group(1) is None:
-        return Device(text, "cuda")
-    index = int(match.group(1))
-    if index >= count:
-        raise UsageError(f"--device {text}: only {count} GPU(s) visible (cuda:0..cuda:{count - 1})")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    pinned = visible.split(",")[index].strip() if visible else str(index)
-    return Device(text, "cuda", pinned)
+def call_hook(plugin: Plugin, hook: str, fn: Callable, *args):
+    """A plugin's own code, run so that its exceptions are its plugin's fault and nobody else's."""
+    try:
+        return fn(*args)
+    except UsageError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit too: a plugin cannot end the command
+        raise PluginFault(f"plugin {plugin.name}: its {hook} raised {type(exc).__name__}: {exc}") from None
 
 
 # ---------------------------------------------------------------- the plan
@@ -158,7 +167,7 @@ class PlannedCase:
     case_id: str
     group: str  # cases differing only in seq_len share a group (the --until-oom unit)
     env: dict[str, str] = field(default_factory=dict)
-    gpu_name: str | None = None
+    gpu: dict[str, Any] = field(default_factory=dict)  # gpu_name, gpu_index, gpu_uuid (NVML's), or empty
 
 
 @dataclass
@@ -167,6 +176,8 @@ class Plan:
     skipped: list[tuple[str, str]]  # (plugin, reason)
     device: Device
     until_oom: bool = False
+    faulty: list[str] = field(default_factory=list)  # named plugins left out because a hook raised
+    source_versions: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,11 +194,13 @@ class Choices:
     sets: list[str] = field(default_factory=list)
     notes: str = ""
     until_oom: bool = False
+    max_cases: int = DEFAULT_MAX_CASES
 
 
-def resolve_settings(plugin: Plugin, preset: str | None, raw: Mapping[str, str],
+def resolve_settings(plugin: Plugin, preset: str | None, sets: Sequence[SetItem],
                      device_type: str = "cpu") -> tuple[str | None, dict[str, Any]]:
-    """Setting defaults, then the preset's values, then --set. Raises UsageError naming the problem."""
+    """Setting defaults, then the preset's values, then --set; then the plugin's own validation for
+    this device type. ``sets`` are the items meant for this plugin. Raises UsageError."""
     if preset is None:
         preset = plugin.default_preset
         if isinstance(preset, Mapping):  # a default preset per device type
@@ -198,23 +211,21 @@ def resolve_settings(plugin: Plugin, preset: str | None, raw: Mapping[str, str],
             known = ", ".join(plugin.presets) or "none"
             raise UsageError(f"plugin {plugin.name}: unknown preset {preset!r} (presets: {known})")
         settings.update(plugin.presets[preset])
-    unknown = []
-    for key, value in raw.items():
-        declared = plugin.settings.get(key)
-        if declared is None and plugin.validate is None:
-            unknown.append(key)
-            continue
-        settings[key] = coerce(key, value, declared.default if declared else settings.get(key))
-        if declared and declared.choices is not None and settings[key] not in declared.choices:
-            choices = ", ".join(map(str, declared.choices))
-            raise UsageError(f"plugin {plugin.name}: --set {key}={value}: expected one of {choices}")
+    unknown = [item.key for item in sets if not plugin_has(plugin, item.key)]
     if unknown:
         known = ", ".join(sorted(plugin.settings)) or "none"
         raise UsageError(f"plugin {plugin.name}: unknown setting(s) {', '.join(unknown)} (settings: {known})")
+    for item in sets:
+        declared = plugin.settings.get(item.key)
+        value = coerce(item.key, item.raw, declared.default if declared else settings.get(item.key))
+        if declared and declared.choices is not None and value not in declared.choices:
+            choices = ", ".join(map(str, declared.choices))
+            raise UsageError(f"plugin {plugin.name}: --set {item.key}={item.raw}: expected one of {choices}")
+        settings[item.key] = value
     if plugin.validate is not None:
-        problems = plugin.validate(settings)
+        problems = call_hook(plugin, "validate", plugin.validate, dict(settings), device_type)
         if problems:
-            raise UsageError(f"plugin {plugin.name}: " + "; ".join(problems))
+            raise UsageError(f"plugin {plugin.name}: " + "; ".join(map(str, problems)))
     return preset, settings
 
 
@@ -231,77 +242,114 @@ def worker_env(plugin: Plugin, device: Device) -> dict[str, str]:
     return env
 
 
+def _sets_by_plugin(names: list[str], registry: Registry, items: list[SetItem]) -> dict[str, list[SetItem]]:
+    """Each --set goes to the plugins it names or, unscoped, to the selected plugins that have it."""
+    by_plugin: dict[str, list[SetItem]] = {n: [] for n in names}
+    for item in items:
+        if item.scope is not None:
+            if item.scope not in by_plugin:
+                raise UsageError(f"--set {item.text}: plugin {item.scope!r} is not selected "
+                                 f"(selected: {', '.join(names)})")
+            if not plugin_has(registry.plugins[item.scope], item.key):
+                plugin = registry.plugins[item.scope]
+                raise UsageError(f"--set {item.text}: unknown setting {item.key!r} of plugin {item.scope} "
+                                 f"(settings: {', '.join(sorted(plugin.settings)) or 'none'})")
+            by_plugin[item.scope].append(item)
+            continue
+        owners = [n for n in names if plugin_has(registry.plugins[n], item.key)]
+        if not owners and len(names) == 1:
+            by_plugin[names[0]].append(item)  # the plugin's own error names its settings
+        elif not owners:
+            raise UsageError(f"--set {item.text}: no selected plugin has a setting {item.key!r} "
+                             f"(selected: {', '.join(names)}; `af3 plugins --json` lists the settings)")
+        for n in owners:
+            by_plugin[n].append(item)
+    return by_plugin
+
+
 def build_plan(registry: Registry, choices: Choices) -> Plan:
     device = resolve_device(choices.device)
-    explicit = [p for p in choices.plugins if p != "all"]
+    explicit = list(dict.fromkeys(p for p in choices.plugins if p != "all"))
+    for name in explicit:
+        registry.require(name)  # UsageError for unknown, broken and conflicting names
     names = explicit or sorted(registry.plugins)
-    unknown = [n for n in explicit if n not in registry.plugins]
-    if unknown:
-        broken = {b.name: b for b in registry.broken}
-        if unknown[0] in broken:
-            raise UsageError(f"plugin {unknown[0]!r} failed to load: {broken[unknown[0]].error}")
-        known = ", ".join(sorted(registry.plugins)) or "none installed"
-        raise UsageError(f"unknown plugin {unknown[0]!r} (plugins: {known})")
-    raw_sets = parse_set(choices.sets)
-    fixed_seq_lens = parse_seq_lens(choices.seq_len, choices.until_oom) if choices.seq_len else None
+    fixed_seq_lens = None
+    if choices.seq_len is not None:
+        fixed_seq_lens = parse_seq_lens(choices.seq_len, choices.until_oom)
     if choices.passes is not None and choices.passes < 1:
         raise UsageError("--passes must be at least 1")
     if choices.warmup is not None and choices.warmup < 0:
         raise UsageError("--warmup must be 0 or more")
+    if choices.max_cases < 1:
+        raise UsageError("--max-cases must be at least 1")
 
+    availability = registry.availability(names)
+    sets = _sets_by_plugin(names, registry, parse_set(choices.sets)) if names else {}
     cases: list[PlannedCase] = []
     skipped: list[tuple[str, str]] = []
-    availability = registry.availability()
+    faulty: list[str] = []
     for name in names:
         plugin = registry.plugins[name]
         try:
-            cases.extend(_plan_plugin(plugin, availability[name], choices, device, raw_sets, fixed_seq_lens,
-                                      start_index=len(cases)))
-        except UsageError as exc:
-            if explicit:
-                raise
+            cases.extend(_plan_plugin(plugin, availability[name], choices, device, sets[name], fixed_seq_lens,
+                                      start_index=len(cases), explicit_plugin=bool(explicit)))
+        except PluginFault as exc:
             skipped.append((name, str(exc)))
-    for b in registry.broken:
-        if not explicit:
-            skipped.append((b.name, f"broken: {b.error}"))
+            if explicit:
+                faulty.append(name)
+        except _CannotRunHere as exc:  # a bare run goes on without this plugin
+            if explicit:
+                raise UsageError(str(exc)) from None
+            skipped.append((name, str(exc)))
+    if not explicit:
+        skipped += [(b.name, f"broken: {b.error}") for b in registry.broken]
+        skipped += [(name, f"conflict: {registry.conflict_text(name)}") for name in registry.conflicts]
     if not cases:
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped) or "no plugins installed"
         raise UsageError(f"nothing to run ({reasons})")
-    return Plan(cases, skipped, device, choices.until_oom)
+    if len(cases) > choices.max_cases and not choices.until_oom:
+        raise UsageError(f"the plan has {len(cases)} cases, more than --max-cases {choices.max_cases}: "
+                         "narrow --seq-len or --plugin, or raise --max-cases")
+    versions = {name: availability[name].source_version for name in names}
+    return Plan(cases, skipped, device, choices.until_oom, faulty, versions)
 
 
-def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, raw_sets, fixed_seq_lens,
-                 start_index: int) -> list[PlannedCase]:
+def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, sets: list[SetItem],
+                 fixed_seq_lens, start_index: int, explicit_plugin: bool) -> list[PlannedCase]:
     if not available.ok:
         fix = f"; {available.fix}" if available.fix else ""
-        raise UsageError(f"plugin {plugin.name} cannot run here: {available.reason}{fix}")
+        raise _CannotRunHere(f"plugin {plugin.name} cannot run here: {available.reason}{fix}")
     if device.type not in plugin.devices:
-        raise UsageError(f"plugin {plugin.name} does not run on {device.type} (devices: {', '.join(plugin.devices)})")
+        raise _CannotRunHere(f"plugin {plugin.name} does not run on {device.type} "
+                             f"(devices: {', '.join(plugin.devices)})")
     mode = choices.mode or plugin.default_mode
     if mode not in plugin.modes:
-        raise UsageError(f"plugin {plugin.name}: unknown mode {mode!r} (modes: {', '.join(plugin.modes)})")
-    preset, settings = resolve_settings(plugin, choices.preset, raw_sets, device.type)
+        raise _CannotRunHere(f"plugin {plugin.name}: unknown mode {mode!r} (modes: {', '.join(plugin.modes)})")
+    if choices.preset is not None and choices.preset not in plugin.presets and not explicit_plugin:
+        raise _CannotRunHere(f"plugin {plugin.name} has no preset {choices.preset!r}")
+    preset, settings = resolve_settings(plugin, choices.preset, sets, device.type)
     seq_lens = fixed_seq_lens or list(plugin.default_seq_lens.get(device.type) or ())
     if not seq_lens:
         # No quick default for this device (e.g. Triton kernels on a CPU, where they run in
         # Triton's slow interpreter): bare runs leave the plugin out; a named run needs --seq-len.
-        raise UsageError(f"plugin {plugin.name} has no default size on {device.type}: give --seq-len")
+        raise _CannotRunHere(f"plugin {plugin.name} has no default size on {device.type}: give --seq-len")
     if plugin.check_seq_len is not None:
         for position, n in enumerate(seq_lens):
-            problem = plugin.check_seq_len(n)
+            problem = call_hook(plugin, "check_seq_len", plugin.check_seq_len, n)
             if problem and choices.until_oom and position > 0:
                 seq_lens = seq_lens[:position]  # a sweep ends where the plugin's sizes end
                 break
             if problem:
-                raise UsageError(f"plugin {plugin.name}: --seq-len {n}: {problem}")
+                raise _CannotRunHere(f"plugin {plugin.name}: --seq-len {n}: {problem}")
     passes = choices.passes or plugin.default_passes
     warmup = plugin.default_warmup if choices.warmup is None else choices.warmup
     env = worker_env(plugin, device)
+    gpu = {"gpu_name": device.gpu_name, "gpu_index": device.gpu_index, "gpu_uuid": device.gpu_uuid}
     group = f"{plugin.name}/{mode}/{preset}/{json.dumps(settings, sort_keys=True, default=str)}"
     planned = []
     for n in seq_lens:
         case = Case(plugin=plugin.name, mode=mode, seq_len=n, device=device.name, passes=passes, warmup=warmup,
                     preset=preset, settings=dict(settings), notes=choices.notes)
-        planned.append(PlannedCase(plugin, case, _case_id(start_index + len(planned), plugin.name, mode, n, preset,
-                                                          settings), group, env, device.gpu_name))
+        case_id = _case_id(start_index + len(planned), plugin.name, mode, n, preset, settings)
+        planned.append(PlannedCase(plugin, case, case_id, group, env, gpu))
     return planned

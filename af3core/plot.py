@@ -2,10 +2,11 @@
 and setting. Reads only summary.csv, so any finished (or interrupted) run can be plotted."""
 from __future__ import annotations
 
+import csv
 from collections import defaultdict
 from pathlib import Path
 
-from af3core import results
+from af3core.writers import SUMMARY_FILE, read_summary
 from af3core.errors import UsageError
 
 TIME_PLOT = "time_vs_seq_len.png"
@@ -31,10 +32,18 @@ def _label(row: dict[str, str]) -> str:
 
 
 def plot_run(out_dir: Path) -> list[Path]:
+    """Write the plots of the successful cases of the run in ``out_dir``; returns the files written
+    (none when no case succeeded). UsageError when ``out_dir`` is not a results folder."""
+    if not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: not a folder (give the results folder of an af3 bench run)")
     try:
-        rows = results.read_summary(out_dir)
+        rows = [r for r in read_summary(out_dir) if r.get("status") == "ok" and _number(r.get("seq_len"))]
     except FileNotFoundError:
-        raise UsageError(f"{out_dir}: no {results.SUMMARY_FILE} here (is this an af3 bench output folder?)") from None
+        raise UsageError(f"{out_dir}: no {SUMMARY_FILE} here (is this an af3 bench output folder?)") from None
+    except (OSError, UnicodeError, csv.Error) as exc:
+        raise UsageError(f"{out_dir / SUMMARY_FILE}: cannot be read ({exc})") from None
+    if not rows:
+        return []
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,7 +56,7 @@ def plot_run(out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for label, points in series.items():
-        xy = sorted((int(p["seq_len"]), _number(p["median_ms"])) for p in points if _number(p["median_ms"]))
+        xy = sorted((int(float(p["seq_len"])), _number(p["median_ms"])) for p in points if _number(p.get("median_ms")))
         if xy:
             ax.plot(*zip(*xy), marker="o", label=label)
     ax.set(xlabel="sequence length (tokens; R for kernels)", ylabel="median time per pass (ms)",
@@ -58,7 +67,7 @@ def plot_run(out_dir: Path) -> list[Path]:
                                MEMORY_SOURCES[-1])
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for label, points in series.items():
-        xy = sorted((int(p["seq_len"]), _number(p.get(column)) / 2**30) for p in points if _number(p.get(column)))
+        xy = sorted((int(float(p["seq_len"])), _number(p.get(column)) / 2**30) for p in points if _number(p.get(column)))
         if xy:
             ax.plot(*zip(*xy), marker="o", label=label)
     ax.set(xlabel="sequence length (tokens; R for kernels)", ylabel=f"{description} (GiB)", title="Peak memory")

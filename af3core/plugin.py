@@ -62,17 +62,25 @@ class Plugin:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     default_preset: str | Mapping[str, str] | None = None
     devices: Sequence[str] = ("cpu", "cuda")
-    # Cheap check (no heavy imports): engine source present, etc.
+    # Cheap check (no heavy imports): engine source present, etc. The host runs it under a time
+    # limit, once per command, only for the plugins the command needs.
     check: Callable[[], Availability] | None = None
-    # Extra validation of settings beyond the declared ones; returns error strings.
-    # Receives the merged settings dict; may accept keys not in ``settings`` (e.g. dotted config keys).
-    validate: Callable[[Mapping[str, Any]], list[str]] | None = None
+    # Plan-time validation of the merged settings for one device type ("cpu", "cuda", "mps"): returns
+    # error strings (each becomes a usage error, exit 2, before any worker starts).
+    validate: Callable[[Mapping[str, Any], str], list[str]] | None = None
+    # Keys outside ``settings`` that start with one of these prefixes are accepted and handed to
+    # ``validate`` (e.g. Ligo's "config." keys into the engine's yaml); every other unknown key is
+    # refused.
+    setting_prefixes: Sequence[str] = ()
     # Seq-len rule, e.g. Ligo needs multiples of 8. Returns an error string or None.
     check_seq_len: Callable[[int], str | None] | None = None
     # Environment variables the worker gets (recorded in every row).
     env: Mapping[str, str] = field(default_factory=dict)
     # Interpreter for this plugin's workers; an env var AF3_PYTHON_<NAME> overrides it.
     python: str | None = None
+    # Distributions whose versions every row of this plugin records, besides the core's (torch,
+    # jax, jaxlib, triton, numpy), e.g. ("dm-haiku", "tokamax").
+    libraries: Sequence[str] = ()
     # Filled by the host after loading: which distribution registered it, and its version.
     distribution: str = ""
     version: str = ""

@@ -10,6 +10,7 @@ The worker calls, in order::
     for i in range(case.passes):
         extra = runner.step()       # one steady-state pass; must synchronise the device itself
     runner.peak_memory()            # the framework's own peak figures
+    runner.teardown()
 
 ``step`` is timed by the worker with a wall clock around the call. A runner that times itself more
 precisely (CUDA events over many repetitions, as the kernel benchmarks do) returns
@@ -79,9 +80,9 @@ class Runner:
 
     def peak_memory(self) -> dict[str, Any]:
         """Framework peak bytes; the default asks torch or jax depending on ``framework``."""
-        from af3core import framework_memory
+        from af3core import memory
 
-        return framework_memory.peak(self.framework, self.case.device)
+        return memory.framework_peak(self.framework, self.case.device)
 
     def teardown(self) -> None:
         pass
@@ -93,9 +94,12 @@ def is_oom(exc: BaseException) -> bool:
         return True
     name = type(exc).__name__
     text = str(exc)
+    lowered = text.lower()
     return (
         name == "OutOfMemoryError"
         or "RESOURCE_EXHAUSTED" in text
-        or "out of memory" in text.lower()
+        or "out of memory" in lowered
         or "CUDA_ERROR_OUT_OF_MEMORY" in text
+        or "can't allocate memory" in lowered  # torch's CPU allocator (DefaultCPUAllocator)
+        or "cannot allocate memory" in lowered  # ENOMEM as the C library words it
     )

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from af3core import gpu
+from af3core import devices
 
 
 @pytest.mark.parametrize("args, message", [
@@ -20,6 +20,18 @@ from af3core import gpu
     (["--passes", "0"], "--passes"),
     (["--seq-len", "9000"], "at most 4096"),
     (["--bogus-flag"], "unrecognized arguments"),
+    (["--seq-len", ""], "--seq-len"),
+    (["--out", ""], "--out: empty"),
+    (["--timeout", "nan"], "--timeout"),
+    (["--timeout", "0"], "--timeout"),
+    (["--seq-len", "1:100000000:1", "--dry-run"], "more than 10000"),
+    (["--seq-len", "1000000000"], "largest size"),
+    (["--seq-len", "1:20:1", "--max-cases", "5"], "--max-cases 5"),
+    (["--set", "testplugin:nosuch=1"], "unknown setting 'nosuch'"),
+    (["--set", "kernels:S=8"], "not selected"),
+    (["--set", "work_ms=-1"], "work_ms must be 0 or more"),
+    (["--set", "work_ms=nan"], "finite"),
+    (["--notes", "x" * 100_001], "--notes"),
 ])
 def test_bad_input(af3, args, message):
     proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", *args)
@@ -29,7 +41,7 @@ def test_bad_input(af3, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(gpu.device_count() > 0, reason="this machine has a GPU")
+@pytest.mark.skipif(devices.gpu_count() > 0, reason="this machine has a GPU")
 def test_cuda_on_a_machine_without_it(af3):
     proc = af3.run("bench", "--plugin", "testplugin", "--device", "cuda")
     assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr
@@ -78,3 +90,19 @@ def test_engine_alias_and_full_alias(af3):
 def test_plot_of_a_folder_without_results(af3, tmp_path):
     proc = af3.run("plot", str(tmp_path))
     assert proc.returncode == 2 and "summary.csv" in proc.stderr
+
+
+def test_plot_of_a_file_is_a_usage_error(af3, tmp_path):
+    target = tmp_path / "summary.csv"
+    target.write_text("run_id\n")
+    proc = af3.run("plot", str(target))
+    assert proc.returncode == 2 and "not a folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plot_of_a_run_without_a_successful_case_fails(af3, tmp_path):
+    out = tmp_path / "failed"
+    af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16", "--passes", "1",
+            "--set", "fault=raise", "--out", str(out), "--no-plot")
+    proc = af3.run("plot", str(out))
+    assert proc.returncode == 1 and "no successful cases" in proc.stderr
+    assert not (out / "time_vs_seq_len.png").exists() and not (out / "memory_vs_seq_len.png").exists()

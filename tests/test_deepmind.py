@@ -220,7 +220,9 @@ def test_shard_spec_parsing():
 
 
 def test_validate_rejects_inconsistent_settings():
-    assert validate(_settings()) == []
+    assert validate(_settings(), "cpu") == []
+    assert any("needs a CUDA GPU" in e for e in validate(_settings(attention="triton"), "cpu"))
+    assert validate(_settings(attention="triton"), "cuda") == []
     assert any("msa_pad_rows" in e for e in validate(_settings(msa_rows=32, msa_pad_rows=16)))
     assert any("diffusion_steps" in e for e in validate(_settings(diffusion_steps=0)))
     assert any("unbounded" in e for e in validate(_settings(pair_transition_shard_spec="10:none")))

@@ -1,5 +1,15 @@
-"""Plugins are found through real entry points of pip-installed distributions."""
+"""Plugins are found through real entry points of pip-installed distributions, and none of them can
+take a command down: not by raising (SystemExit included) at import, not with a check that hangs
+or raises, not with a hook that raises, not by claiming another plugin's name."""
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_plugins_json_lists_available_unavailable_and_broken(af3):
@@ -9,6 +19,7 @@ def test_plugins_json_lists_available_unavailable_and_broken(af3):
     ok = entries["testplugin"]
     assert (ok["kind"], ok["distribution"], ok["version"], ok["available"]) == ("engine", "af3-testplugin",
                                                                                "0.0.1", True)
+    assert ok["settings"]["fault"]["default"] == "none"  # the settings a --set can name
     missing = entries["testplugin_unavailable"]
     assert missing["available"] is False
     assert missing["reason"] == "engine source not found" and "AF3_TEST_SRC" in missing["fix"]
@@ -44,12 +55,72 @@ def test_broken_plugin_is_reported_and_others_still_run(af3, tmp_path):
     assert (tmp_path / "out" / "testplugin.jsonl").exists()
 
 
-def test_registering_does_not_import_frameworks(plugin_site):
-    import subprocess
-    import sys
+def test_a_plugin_that_exits_at_import_is_listed_as_broken(af3, tmp_path):
+    proc = af3.run("plugins", "--json", AF3_BROKEN_HOW="exit")
+    assert proc.returncode == 0, proc.stderr
+    broken = {e["name"]: e for e in json.loads(proc.stdout)}["brokenplugin"]
+    assert broken["kind"] == "broken" and "SystemExit" in broken["reason"]
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--passes", "1", "--out",
+                   str(tmp_path / "out"), AF3_BROKEN_HOW="exit")
+    assert proc.returncode == 0, proc.stderr
 
-    code = ("import sys; from af3core import plugins; plugins.load(); "
-            "print(sorted(m for m in ('torch', 'jax', 'triton') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(plugin_site), "PATH": ""},
-                         capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+
+def test_a_hanging_check_is_cut_off_and_only_checked_when_needed(af3, tmp_path):
+    t0 = time.monotonic()
+    proc = af3.run("plugins", "--json", AF3_TEST_CHECK="hang", AF3_CHECK_TIMEOUT="2")
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - t0 < 30
+    entry = {e["name"]: e for e in json.loads(proc.stdout)}["testplugin_unavailable"]
+    assert "did not answer within 2 s" in entry["reason"]
+    # A command that does not need the hanging plugin never runs its check.
+    t0 = time.monotonic()
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--passes", "1", "--out",
+                   str(tmp_path / "out"), AF3_TEST_CHECK="hang", AF3_CHECK_TIMEOUT="600")
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_check_that_raises_makes_its_plugin_unavailable(af3, how):
+    proc = af3.run("plugins", "--json", AF3_TEST_CHECK=how)
+    assert proc.returncode == 0, proc.stderr
+    entry = {e["name"]: e for e in json.loads(proc.stdout)}["testplugin_unavailable"]
+    assert entry["available"] is False and "availability check raised" in entry["reason"]
+
+
+def test_a_hook_that_raises_is_reported_and_the_others_run(af3, tmp_path):
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--dry-run", AF3_TEST_HOOK="raise")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "its validate raised ValueError: the test plugin's hook broke" in proc.stderr
+    proc = af3.run("bench", "--device", "cpu", "--dry-run", AF3_TEST_HOOK="raise")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr + proc.stdout
+    assert "skipped testplugin: plugin testplugin: its validate raised" in proc.stdout
+
+
+def test_a_name_registered_twice_is_a_conflict_never_resolved_silently(af3_with_clash):
+    af3 = af3_with_clash
+    proc = af3.run("plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    claimants = [e for e in json.loads(proc.stdout) if e["name"] == "testplugin"]
+    assert {(e["kind"], e["distribution"]) for e in claimants} == {("conflict", "af3-testplugin"),
+                                                                  ("conflict", "af3-clashplugin")}
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "af3-testplugin" in proc.stderr and "af3-clashplugin" in proc.stderr and "pip uninstall" in proc.stderr
+    proc = af3.run("bench", "--device", "cpu", "--dry-run")
+    assert "skipped testplugin: conflict" in proc.stdout
+
+
+@pytest.mark.parametrize("module", ["af3_kernels.plugin", "af3_ligo.plugin", "af3_deepmind.plugin",
+                                    "af3_testplugin.plugin", "af3core.discovery"])
+def test_registering_imports_no_framework(plugin_site, module):
+    """Discovery and each plugin's registration stay light: torch, jax and triton load in workers only."""
+    code = (f"import sys, importlib; m = importlib.import_module({module!r}); "
+            "r = m.load() if hasattr(m, 'load') else m.register_plugins(register=lambda p: None); "
+            "print(sorted(x for x in ('torch', 'jax', 'jaxlib', 'triton') if x in sys.modules))")
+    env = {"PYTHONPATH": f"{plugin_site}:{ROOT}", "PATH": ""}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if proc.returncode and "ModuleNotFoundError" in proc.stderr:
+        pytest.skip(f"{module} is not installed here")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

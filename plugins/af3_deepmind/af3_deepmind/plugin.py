@@ -53,6 +53,7 @@ def register_plugins(register):
             check=check,
             validate=validate,
             check_seq_len=check_seq_len,
+            libraries=("dm-haiku", "tokamax", "absl-py", "scipy"),
             # Preallocation off so NVML's per-process figure is what JAX really uses (the
             # ``preallocate`` setting turns it back on); XLA_FLAGS as DeepMind's Dockerfile sets it
             # (Triton GEMM off avoids a known compile-time blow-up).

@@ -72,8 +72,13 @@ def resolve_attention(choice: str, device_type: str) -> str:
     return choice
 
 
-def validate(settings: Mapping[str, Any]) -> list[str]:
+def validate(settings: Mapping[str, Any], device_type: str = "cpu") -> list[str]:
+    """Plan-time checks of the merged settings for a device type (the host calls this before any
+    worker starts)."""
     errors = []
+    attention = resolve_attention(str(settings.get("attention", "auto")), device_type)
+    if device_type != "cuda" and attention not in CPU_ATTENTION:
+        errors.append(f"attention={attention} needs a CUDA GPU; on {device_type} use one of {', '.join(CPU_ATTENTION)}")
     for key in ("diffusion_steps", "samples", "msa_rows", "msa_pad_rows"):
         if key in settings and int(settings[key]) < 1:
             errors.append(f"{key} must be at least 1")

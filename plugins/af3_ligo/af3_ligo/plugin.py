@@ -42,17 +42,20 @@ def check() -> Availability:
     return Availability.yes(source_version=src.version)
 
 
-def validate(settings: Mapping[str, Any]) -> list[str]:
-    """Checks across settings, and the ``config.<path>`` keys against the repo's yaml."""
+def validate(settings: Mapping[str, Any], device_type: str = "cpu") -> list[str]:
+    """Plan-time checks across settings and for the device type, and the ``config.<path>`` keys
+    against the repo's yaml."""
+    from af3_ligo.runner import device_error  # light: the runner module imports no torch at import
+
     errors = []
+    problem = device_error(device_type, settings.get("msa_impl", "torch"), settings.get("dtype", "fp32"))
+    if problem:
+        errors.append(problem)
     for key in ("msa_rows", "cycles", "samples"):
         if key in settings and int(settings[key]) < 1:
             errors.append(f"{key} must be >= 1, got {settings[key]}")
     if "diffusion_steps" in settings and int(settings["diffusion_steps"]) < 2:
         errors.append(f"diffusion_steps must be >= 2 (step 0 only draws noise), got {settings['diffusion_steps']}")
-    if settings.get("msa_impl") == "seed" and settings.get("dtype", "fp32") != "fp32":
-        errors.append("msa_impl=seed runs in fp32 only (the repo's kernel mixes fp32 weights with bf16 "
-                      "values in tl.dot): use dtype=fp32 or msa_impl=torch|fused")
     extra = [k for k in settings if k not in SETTINGS]
     if not extra:
         return errors
@@ -96,5 +99,7 @@ def register_plugins(register):
             check=check,
             validate=validate,
             check_seq_len=check_seq_len,
+            setting_prefixes=(ligo_config.PREFIX,),
+            libraries=("numpy", "scipy", "einops", "pyyaml"),
         )
     )

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from af3core.environment import COMMIT_MARKER, source_commit
+from af3core.provenance import COMMIT_MARKER, source_commit
 
 ENV_VAR = "AF3_LIGO_SRC"
 PINNED_COMMIT = "621531e"

@@ -2,6 +2,7 @@
 import ctypes
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -24,10 +25,19 @@ class TestRunner(Runner):
             self.gpu = _CudaMatmul(s["cuda_matmul_n"])
         if 0 < s["oom_above"] < n:
             np.ones(1 << 60, dtype=np.uint8)  # a real MemoryError, as a too-large case would raise
+        helper_pid = None
+        if s["helper"]:
+            helper_pid = os.fork()
+            if helper_pid == 0:  # the helper: inherits every descriptor, the channel included
+                time.sleep(3600)
+                os._exit(0)
+        if s["linger"]:
+            threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
         if s["fault_pass"] == -1:
             self._fault()
         return {"engine_source_version": "test-1", "env_seen": os.environ.get("AF3_TESTPLUGIN_ENV"),
-                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "helper_pid": helper_pid,
+                "notes_seen": self.case.notes}
 
     def compile(self):
         return {**self.step(counting=False), "compile_only_ms": 1.5}
@@ -44,6 +54,8 @@ class TestRunner(Runner):
         out = self.a @ self.a
         if s["work_ms"]:
             time.sleep(s["work_ms"] / 1e3)
+        if counting and s["fault"] == "nan_time" and self.index - 1 == s["fault_pass"]:
+            extra["elapsed_ms"] = float("nan")
         return {"checksum": float(out[0, 0]), **extra}
 
     def _fault(self):
@@ -68,10 +80,38 @@ class TestRunner(Runner):
         if fault == "big_frame":
             os.write(worker.CHANNEL_FD, (protocol.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
             time.sleep(30)
+        if fault == "close_channel":
+            os.close(worker.CHANNEL_FD)
+            time.sleep(3600)
+        if fault == "bad_type":  # a well-formed frame whose time is a string
+            protocol.write_frame(worker.CHANNEL_FD, _pass_frame(elapsed_ms="fast"))
+            time.sleep(30)
+        if fault == "nan_frame":  # a pass that claims success with a NaN time; the worker goes on
+            protocol.write_frame(worker.CHANNEL_FD, _pass_frame(elapsed_ms=float("nan")))
+        if fault == "list_info":  # a list where a map belongs
+            protocol.write_frame(worker.CHANNEL_FD, {"type": "setup", "setup_ms": 1.0, "info": [1, 2]})
+            time.sleep(30)
+        if fault == "unknown_message":
+            protocol.write_frame(worker.CHANNEL_FD, {"type": "surprise"})
+            time.sleep(30)
+        if fault == "log_flood":
+            block = b"x" * 1023 + b"\n"
+            for _ in range(self.case.settings["flood_mib"] * 1024):
+                os.write(1, block)
+        if fault == "cpu_oom":  # what torch's CPU allocator raises
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] . DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 549755813888 bytes. Error code 12 (Cannot allocate memory)")
         if fault == "stdout_noise":
             print("frameworks print to stdout; the channel must not care", flush=True)
             sys.stdout.write("\x00\x00\x00\x10not a frame\n")
             sys.stdout.flush()
+
+
+def _pass_frame(**fields):
+    frame = {"type": "pass", "pass_index": 99, "warmup": False, "start_ts": time.time(), "elapsed_ms": 1.0,
+             "wall_ms": 1.0, "ok": True, "error": "", "error_kind": "", "traceback": "", "extra": {}}
+    frame.update(fields)
+    return frame
 
 
 class _CudaMatmul:
