@@ -1,6 +1,9 @@
-"""Fused Triton kernels for AlphaFold-3-class models, their PyTorch references and benchmark cases.
+"""Fused GPU kernels for AlphaFold-3-class models, their PyTorch references and benchmark cases.
 
-Importing this package is cheap; torch and triton are imported only by ``af3_kernels.ops.*``,
-``af3_kernels.reference`` and ``af3_kernels.runner``.
+One folder per kernel (``msa_pwa/``: MSA pair-weighted averaging); the kernel-agnostic pieces at
+the top: ``plugin.py`` (registration), ``registry.py`` (the kernels, their settings, how to add
+one), ``kernel.py`` (what a kernel provides), ``runner.py``, ``timing.py``, ``floors.py``.
+Importing this package, ``plugin``, ``registry``, ``kernel`` or a kernel's ``spec`` is cheap; torch
+and triton are imported by the kernels' other modules and the runner, in the worker.
 """
 __version__ = "0.1.0"

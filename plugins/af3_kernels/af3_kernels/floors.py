@@ -1,22 +1,64 @@
-"""Physical floors: the least time a kernel can take on an H100, from the bytes it must move and
-the arithmetic it must do at each unit's rate (docs/ANCHORS: measured-rate figures, not datasheet).
+"""Physical floors: the least time an operation can take on a GPU, from the bytes it must move and
+the arithmetic it must do, each at its unit's rate; the slowest unit bounds it. Kernel-agnostic:
+each kernel's case.py counts its own bytes, flops and exps and calls :func:`floor`.
 
-No torch import: the plugin, the runner and the benchmark script share these numbers.
+Rates are per GPU model (``RATES``), picked by the torch device name; a GPU outside the table gets
+its HBM rate measured at setup (a large device-to-device copy) and the H100 SXM's compute rates,
+and says so (``Rates.source``). Every row records the rates used. No torch import.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 
-HBM_BYTES_PER_S = 3.0e12  # H100 SXM HBM3, achievable
-BF16_TENSOR_FLOPS = 790e12  # bf16/fp16 tensor cores, dense, achievable
-TF32_TENSOR_FLOPS = BF16_TENSOR_FLOPS / 2  # tf32 runs at half the bf16 rate
-FP32_FMA_FLOPS = 55e12  # plain fp32 FMA on the CUDA cores
-EXP_PER_S = 3.9e12  # exp2 on the special-function units
 
-#: the device these rates describe; a row's fraction_of_floor is only meaningful there
-FLOOR_DEVICE = "H100 SXM (docs: ANCHORS.md rates)"
+@dataclass(frozen=True)
+class Rates:
+    """Achievable rates of one GPU model (measured or from measured anchors, not datasheet peaks)."""
 
-_ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+    gpu: str  # the model these rates describe
+    hbm_bytes_per_s: float  # DRAM bytes (read + written) per second
+    bf16_tensor_flops: float  # bf16/fp16 tensor cores, dense
+    fp32_fma_flops: float  # plain fp32 FMA on the CUDA cores
+    exp_per_s: float  # exp2 on the special-function units
+    source: str = ""
+
+    @property
+    def tf32_tensor_flops(self) -> float:
+        return self.bf16_tensor_flops / 2  # tf32 runs at half the bf16 rate
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+H100_SXM = Rates("H100 SXM", hbm_bytes_per_s=3.0e12, bf16_tensor_flops=790e12, fp32_fma_flops=55e12,
+                 exp_per_s=3.9e12, source="table: achievable HBM3 bandwidth and dense bf16 rate, measured")
+H200 = Rates("H200", hbm_bytes_per_s=4.3e12, bf16_tensor_flops=790e12, fp32_fma_flops=67e12, exp_per_s=3.9e12,
+             source="table: HBM3e from a measured device copy (spec 4.8e12), bf16 from a measured "
+                    "8192^3 matmul (spec 989e12)")
+
+#: GPU model -> rates; see rates_for_gpu for how a device name is matched
+RATES = {r.gpu: r for r in (H100_SXM, H200)}
+
+
+def rates_for_gpu(device_name: str) -> Rates | None:
+    """The table's rates for a torch device name ("NVIDIA H100 80GB HBM3", "NVIDIA H200"), or None
+    for a model outside it (H100 PCIe and NVL, GH200, H200 NVL: other clocks and memory)."""
+    name = device_name.upper()
+    if re.search(r"\b(PCIE|NVL)\b", name):
+        return None
+    if re.search(r"\bH200\b", name):
+        return H200
+    if re.search(r"\bH100\b", name):
+        return H100_SXM
+    return None
+
+
+def measured_rates(device_name: str, hbm_bytes_per_s: float) -> Rates:
+    """Rates for a GPU outside the table: its measured copy bandwidth, the H100 SXM's compute rates."""
+    return replace(H100_SXM, gpu=device_name, hbm_bytes_per_s=hbm_bytes_per_s,
+                   source="HBM: device-to-device copy measured at setup; compute: the H100 SXM's rates "
+                          "(this GPU is not in the table)")
 
 
 @dataclass(frozen=True)
@@ -32,46 +74,27 @@ class Floor:
         return self.seconds * 1e3
 
 
-def _math_rate(dtype: str, precision: str) -> tuple[float, str, float]:
-    """(flops per second, unit name, flops multiplier) for the dots of this dtype/precision."""
+def math_rate(dtype: str, precision: str, rates: Rates) -> tuple[float, str, float]:
+    """(flops per second, unit name, flops multiplier) for the dots of this dtype and fp32 precision."""
     if dtype in ("bf16", "fp16"):
-        return BF16_TENSOR_FLOPS, "tensor", 1.0
+        return rates.bf16_tensor_flops, "tensor", 1.0
     if precision == "tf32":
-        return TF32_TENSOR_FLOPS, "tensor", 1.0
+        return rates.tf32_tensor_flops, "tensor", 1.0
     if precision == "tf32x3":  # three tf32 products per fp32 product
-        return TF32_TENSOR_FLOPS, "tensor", 3.0
+        return rates.tf32_tensor_flops, "tensor", 3.0
     if precision in ("bf16x6", "bf16x3"):  # each fp32 operand split into bf16 parts: 6 or 3 products
-        return BF16_TENSOR_FLOPS, "tensor", float(precision[-1])
-    return FP32_FMA_FLOPS, "fma", 1.0
+        return rates.bf16_tensor_flops, "tensor", float(precision[-1])
+    return rates.fp32_fma_flops, "fma", 1.0
 
 
-def msa_pwa_floor(direction: str, B: int, S: int, R: int, H: int, C: int, dtype: str,
-                  precision: str = "ieee", mask: bool = False) -> Floor:
-    """Floor of MSA pair-weighted averaging for ``direction`` in fwd, bwd, fwdbwd.
-
-    fwd reads v, g, bias and writes out: e*(3*S*R*H*C + R*R*H); 2*S*R*R*H*C flops; R*R*H exps.
-    bwd reads dout, out, g, v, bias and writes dv, dg, dbias: e*(6*S*R*H*C + 2*R*R*H); twice the
-    flops (dV = P^T dY' and dP = dY' V^T).
-    fwdbwd as one unit needs out written once and nothing read twice: e*(6*S*R*H*C + 2*R*R*H),
-    6*S*R*R*H*C flops. The softmax's exps are counted once per pass that needs P.
-    """
-    e = _ELEMENT_BYTES[dtype]
-    srhc, rrh = B * S * R * H * C, B * R * R * H
-    gemm = 2.0 * S * R * R * H * C * B
-    mask_bytes = B * R * R if mask else 0
-    if direction == "fwd":
-        nbytes, flops, exps = e * (3 * srhc + rrh) + mask_bytes, gemm, rrh
-    elif direction == "bwd":
-        nbytes, flops, exps = e * (6 * srhc + 2 * rrh) + mask_bytes, 2 * gemm, rrh
-    elif direction == "fwdbwd":
-        nbytes, flops, exps = e * (6 * srhc + 2 * rrh) + mask_bytes, 3 * gemm, 2 * rrh
-    else:
-        raise ValueError(f"direction must be fwd, bwd or fwdbwd, not {direction!r}")
-    rate, unit, mult = _math_rate(dtype, precision)
+def floor(nbytes: float, flops: float, exps: float, dtype: str, precision: str, rates: Rates) -> Floor:
+    """The floor of an operation moving ``nbytes`` through DRAM, doing ``flops`` in dots of
+    ``dtype`` (at fp32 ``precision``) and ``exps`` exponentials, at ``rates``."""
+    rate, unit, mult = math_rate(dtype, precision, rates)
     candidates = {
-        "memory": nbytes / HBM_BYTES_PER_S,
+        "memory": nbytes / rates.hbm_bytes_per_s,
         unit: flops * mult / rate,
-        "exp": exps / EXP_PER_S,
+        "exp": exps / rates.exp_per_s,
     }
     bound = max(candidates, key=candidates.get)
     return Floor(candidates[bound], bound, nbytes, flops, exps)

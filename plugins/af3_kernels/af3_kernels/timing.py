@@ -1,5 +1,7 @@
-"""Timing of one kernel call: CUDA events around the call only, L2 flushed between repetitions,
-median over many repetitions. Shared by the harness runner and the standalone benchmark script."""
+"""Timing of one kernel call: CUDA events around each call, or replays of one call captured in a
+CUDA graph; L2 flushed between repetitions; median over many repetitions. Shared by the runner and
+the kernels' tuning scripts. Also the device-copy bandwidth the floors use on a GPU outside their
+table."""
 from __future__ import annotations
 
 import statistics
@@ -83,3 +85,19 @@ def time_cpu(fn: Callable[[], object], reps: int, before: Callable[[], object] |
 
 def median(times: list[float]) -> float:
     return statistics.median(times)
+
+
+def copy_bandwidth(device, nbytes: int = 2**29, reps: int = 10) -> float:
+    """Bytes per second of a device-to-device copy of ``nbytes`` (bytes read plus bytes written),
+    median of ``reps`` copies: the achievable DRAM rate (the buffers are far larger than L2)."""
+    import torch
+
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch
+    try:
+        ms = median(time_cuda(lambda: dst.copy_(src), reps))
+    finally:
+        del src, dst
+        torch.cuda.empty_cache()
+    return 2 * nbytes / (ms * 1e-3)

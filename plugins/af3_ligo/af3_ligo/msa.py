@@ -14,7 +14,7 @@ runs unmodified around the swapped piece and nothing is patched at module level:
   ``[B,S,R,R,H,C]`` (about 154 GB at paper size), which is not a usable baseline.
 - ``seed``: the flag set, ``.msa`` untouched: the repo's Triton kernel exactly as shipped
   (CUDA only, fp32 only; known defects in docs/LIGO.md).
-- ``fused``: ``af3_kernels.ops.msa_pwa`` (the af3-bench fused kernel), same call signature.
+- ``fused``: ``af3_kernels.msa_pwa.function`` (the af3-bench fused kernel), same call signature.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 IMPLS = ("torch", "seed", "fused")
-FUSED_MODULE = "af3_kernels.ops.msa_pwa"
+FUSED_MODULE = "af3_kernels.msa_pwa.function"
 FUSED_FIX = "pip install --no-deps -e plugins/af3_kernels (the af3-kernels distribution of this repository)"
 
 

@@ -1,4 +1,4 @@
-"""Correctness of the fused MSA pair-weighted averaging kernel (af3_kernels.ops.msa_pwa).
+"""Correctness of the fused MSA pair-weighted averaging kernel (af3_kernels.msa_pwa).
 
 Judged as trifast does: against a float64 reference, the kernel's max abs error must stay within
 3x the error of the same-dtype PyTorch reference (plus a small epsilon) and its cosine similarity
@@ -7,6 +7,9 @@ output and the gradients of v, bias and g.
 
 Without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1) on tiny odd shapes;
 with one, the same tests run compiled, plus larger shapes and a case needing 64-bit offsets.
+Implementation choices travel as an MSAPWAOptions per call, never as module state (two tests wrap a
+launch function with monkeypatch, undone after each), so the tests run in any order and in parallel
+(pytest-xdist).
 """
 import importlib.util
 import os
@@ -26,9 +29,10 @@ if not CUDA:
     # Before triton's first import: it decides at decoration time, its own library included.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from af3_kernels.ops import msa_pwa, msa_pwa_fma, msa_pwa_split  # noqa: E402
-from af3_kernels.ops.msa_pwa import MSAWeightedAveragingFused, msa_pair_weighted_averaging  # noqa: E402
-from af3_kernels.reference import msa_pwa_reference  # noqa: E402
+from af3_kernels.msa_pwa import gluon_split, launch  # noqa: E402
+from af3_kernels.msa_pwa.function import MSAWeightedAveragingFused, msa_pair_weighted_averaging  # noqa: E402
+from af3_kernels.msa_pwa.options import MSAPWAOptions  # noqa: E402
+from af3_kernels.msa_pwa.reference import msa_pwa_reference  # noqa: E402
 
 DEVICE = "cuda" if CUDA else "cpu"
 # The "small epsilon": one unit in the last place of the dtype at the output's scale (fp32: a few).
@@ -54,10 +58,13 @@ LARGE = [  # compiled (GPU) only: several blocks in every dimension, odd tails
 ]
 
 
-@pytest.fixture(autouse=True)
-def poison(monkeypatch):
-    """NaN-fill every buffer the kernels should overwrite: an unwritten element fails the test."""
-    monkeypatch.setattr(msa_pwa, "POISON_OUTPUTS", True)
+#: NaN-fill every buffer the kernels should overwrite: an unwritten element fails the test.
+POISON = MSAPWAOptions(poison_outputs=True)
+
+
+def pwa(v, b, g, mask=None, options=POISON, **kw):
+    """The fused call with poisoned buffers (unless ``options`` says otherwise)."""
+    return msa_pair_weighted_averaging(v, b, g, mask, options=options, **kw)
 
 
 def make_inputs(shape, dtype, masked, seed=0):
@@ -105,12 +112,12 @@ def assert_close_as_trifast(kernel, ref_same, ref64, dtype, what):
             assert cos >= need, f"{what} {name}: cosine similarity {cos:.6f} < {need:.6f} (eager {ref_cos:.6f})"
 
 
-def check(shape, dtype, masked, p_mode="auto", precision="ieee", layout="auto"):
+def check(shape, dtype, masked, p_mode="auto", precision="ieee", layout="auto", options=POISON):
     v, b, g, dout, mask = make_inputs(shape, dtype, masked)
     originals = [x.clone() for x in (v, b, g, dout)] + ([mask.clone()] if masked else [])
 
     def fused(v_, b_, g_, m_):
-        return msa_pair_weighted_averaging(v_, b_, g_, m_, p_mode=p_mode, precision=precision, layout=layout)
+        return pwa(v_, b_, g_, m_, p_mode=p_mode, precision=precision, layout=layout, options=options)
 
     kernel = run(fused, v, b, g, dout, mask, dtype)
     ref_same = run(msa_pwa_reference, v, b, g, dout, mask, dtype)
@@ -150,36 +157,43 @@ def test_large_on_gpu(shape, dtype, masked, p_mode, layout):
 def test_layouts_agree_exactly(shape, dtype):
     """The two operand layouts change only where the forward reads v from, not the arithmetic."""
     v, b, g, _, mask = make_inputs(shape, dtype, True)
-    flat = msa_pair_weighted_averaging(v, b, g, mask, layout="flat")
-    gemm = msa_pair_weighted_averaging(v, b, g, mask, layout="gemm")
+    flat = pwa(v, b, g, mask, layout="flat")
+    gemm = pwa(v, b, g, mask, layout="gemm")
     assert torch.equal(flat, gemm)
 
 
-def test_launch_order_falls_back_past_the_grid_limit(monkeypatch):
+def test_launch_order_falls_back_past_the_grid_limit():
     """Heads first puts the tile counts on the grid's limited y and z axes: past 65535 tiles the
     launch must use the other order, and tell the kernel so."""
-    monkeypatch.setattr(msa_pwa, "HEADS_FIRST", True)
-    assert msa_pwa._grid(8, 3, 16) == ((16, 3, 8), {"HEADS_FIRST": True})
-    assert msa_pwa._grid(70000, 3, 16) == ((70000, 3, 16), {"HEADS_FIRST": False})
-    monkeypatch.setattr(msa_pwa, "HEADS_FIRST", False)
-    assert msa_pwa._grid(8, 3, 16) == ((8, 3, 16), {"HEADS_FIRST": False})
+    assert launch.grid(8, 3, 16) == ((16, 3, 8), {"HEADS_FIRST": True})
+    assert launch.grid(70000, 3, 16) == ((70000, 3, 16), {"HEADS_FIRST": False})
+    assert launch.grid(8, 3, 16, heads_first=False) == ((8, 3, 16), {"HEADS_FIRST": False})
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_launch_orders_agree_exactly(monkeypatch, dtype):
+def test_launch_orders_agree_exactly(dtype):
     """Both launch orders give the same output and gradients: each program decodes the tile it was
-    launched for, whichever order _grid picked. (S*C = 24 spans at most two n-blocks, so the
+    launched for, whichever order launch.grid picked. (S*C = 24 spans at most two n-blocks, so the
     atomically accumulated D sums at most two terms and cannot round differently between orders;
     R = 40 makes the row and n tile counts differ, so a program decoding the wrong axis misses tiles
     and leaves poisoned output.)"""
     v, b, g, dout, mask = make_inputs((2, 3, 40, 3, 8), dtype, True)
-    fn = lambda *a: msa_pair_weighted_averaging(*a, layout="gemm")  # noqa: E731
     results = []
     for heads_first in (True, False):
-        monkeypatch.setattr(msa_pwa, "HEADS_FIRST", heads_first)
-        results.append(run(fn, v, b, g, dout, mask, dtype))
+        options = MSAPWAOptions(poison_outputs=True, heads_first=heads_first)
+        results.append(run(lambda *a: pwa(*a, layout="gemm", options=options), v, b, g, dout, mask, dtype))
     for first, last in zip(*results):
         assert torch.equal(first, last)
+
+
+def test_config_overrides_reach_the_launch():
+    """An override replaces a kernel's whole configuration, for one call only."""
+    over = dict(BLOCK_I=32, BLOCK_J=16, BLOCK_N=16, num_warps=4, num_stages=1)
+    options = POISON.with_overrides(fwd=over, dv=over)
+    assert launch.config("fwd", torch.float32, "ieee", options) == {**launch.config("fwd", torch.float32, "ieee"),
+                                                                     **over}
+    assert POISON.config_overrides == {}
+    check((1, 2, 37, 2, 4), torch.float32, True, p_mode="recompute", layout="flat", options=options)
 
 
 # Max abs error of the output relative to its largest value, against float64, for the tensor-core
@@ -193,7 +207,7 @@ LOOSE_PRECISION_BAR = {"tf32": 5e-3, "tf32x3": 1e-5, "bf16x3": 1e-4}
 def test_fp32_tensor_core_precisions(precision):
     """TF32 paths and bf16x3 are judged against float64 with a looser bar."""
     v, b, g, dout, mask = make_inputs((1, 64, 200, 4, 8), torch.float32, False)
-    out = msa_pair_weighted_averaging(v, b, g, precision=precision)
+    out = pwa(v, b, g, precision=precision)
     ref = msa_pwa_reference(v.double(), b.double(), g.double())
     rel = ((out.double() - ref).abs().max() / ref.abs().max()).item()
     assert rel < LOOSE_PRECISION_BAR[precision], rel
@@ -207,22 +221,22 @@ def test_fp32_bf16x6_meets_the_fp32_bar(monkeypatch, shape, masked, gluon):
     """bf16x6 (each fp32 operand split into three bf16 parts, six tensor-core products) is held to
     exact fp32's bar: within 3x eager fp32's error against float64 (plus 1e-6 of the scale), for
     the output and all three gradients, odd shapes and the mask included. Both forwards: the Gluon
-    one (msa_pwa_split, Hopper's default) and Triton's tl.dot."""
+    one (gluon_split, Hopper's default) and Triton's tl.dot."""
     if gluon:
-        ok, why = msa_pwa_split.available()
+        ok, why = gluon_split.available()
         if not ok:
             pytest.skip(f"Gluon bf16x6 forward unavailable: {why}")
         calls = []
-        real = msa_pwa_split.forward
-        monkeypatch.setattr(msa_pwa_split, "forward", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(msa_pwa, "USE_GLUON_SPLIT_FORWARD", gluon)
-    check(shape, torch.float32, masked, precision="bf16x6")
+        real = gluon_split.forward
+        monkeypatch.setattr(gluon_split, "forward", lambda *a: calls.append(1) or real(*a))
+    options = MSAPWAOptions(poison_outputs=True, use_gluon_split_forward=gluon)
+    check(shape, torch.float32, masked, precision="bf16x6", options=options)
     if gluon:
         assert calls, "the Gluon forward was not used"
     # the forward alone (no fp32 y kept) to the same bar
     v, b, g, _, mask = make_inputs(shape, torch.float32, masked)
     with torch.no_grad():
-        out = msa_pair_weighted_averaging(v, b, g, mask, precision="bf16x6")
+        out = pwa(v, b, g, mask, precision="bf16x6", options=options)
         ref64 = msa_pwa_reference(v.double(), b.double(), g.double(), mask)
         ref_err = (msa_pwa_reference(v, b, g, mask).double() - ref64).abs().max().item()
     err = (out.double() - ref64).abs().max().item()
@@ -246,9 +260,9 @@ _COMPILE_BF16X6 = """
 import sys, torch, triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from af3_kernels.ops import msa_pwa
-fn = msa_pwa._fwd_kernel
-cfg = {k: v for k, v in msa_pwa._config("fwd", torch.float32, "bf16x6").items() if k.isupper()}
+from af3_kernels.msa_pwa import kernels, launch
+fn = kernels._fwd_kernel
+cfg = {k: v for k, v in launch.config("fwd", torch.float32, "bf16x6").items() if k.isupper()}
 const = dict(H=8, C=8, HAS_MASK=False, P_STORED=True, V_GEMM=False, STORE_Y=False, IN_PREC="bf16x6",
              HEADS_FIRST=True, INTERP=False, HEADS=1, WAIT_PRIOR=False, **cfg)
 names = fn.arg_names
@@ -278,22 +292,6 @@ def test_fp32_bf16x6_forward_compiles_to_bf16_tensor_cores():
     assert not re.findall(r"\bfma\.rn\.f32\b", ptx)
 
 
-@pytest.mark.skipif(not CUDA, reason="the Gluon FMA forward runs only on a CUDA GPU")
-@pytest.mark.parametrize("shape", LARGE + [(2, 3, 5, 2, 7), (1, 1, 17, 3, 5), (1, 1, 1, 1, 1)],
-                         ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-def test_fp32_gluon_fma_forward(monkeypatch, shape, masked):
-    """The exact fp32 forward from a stored P in Gluon (msa_pwa_fma; off by default, switched on
-    here), with its backward: odd R, S, H and C, k-tiles past R (zero-filled copies), rows and
-    columns past the tile edges."""
-    ok, why = msa_pwa_fma.available()
-    if not ok:
-        pytest.skip(f"Gluon FMA forward unavailable: {why}")
-    monkeypatch.setattr(msa_pwa, "USE_GLUON_FMA_FORWARD", True)
-    assert msa_pwa._gluon_fma_ok(torch.empty(1, device=DEVICE), "ieee"), "the Gluon path would not be taken"
-    check(shape, torch.float32, masked, p_mode="stored", layout="flat")
-
-
 # Compiles a Gluon kernel for sm_90 and prints its PTX. In a process of its own, like the bf16x6
 # compile above: Triton's interpreter, once it has run kernels in this process (the CPU tests),
 # leaves triton.language's tensor methods patched, and Gluon's code generator then fails on them.
@@ -318,37 +316,18 @@ def _gluon_ptx(module, kernel, const, options):
     return _offline_ptx(_COMPILE_GLUON, json.dumps([module.__name__, kernel, const, options]))
 
 
-def test_gluon_fma_forward_compiles_for_hopper():
-    """Compiled offline for sm_90 (no GPU needed): every FMA of the per-thread accumulator blocks is
-    fed by 16-byte shared-memory loads (SPT_I*REP_I + SPT_N*REP_N values per reduction step, no
-    scalar loads) and the P and v tiles arrive by 16-byte cp.async."""
-    if msa_pwa_fma._IMPORT_ERROR is not None:
-        pytest.skip(f"no Gluon here: {msa_pwa_fma._IMPORT_ERROR}")
-    import re
-
-    cfg = dict(msa_pwa_fma.DEFAULT_CONFIG)
-    options = dict(num_warps=cfg.pop("num_warps"))
-    const = dict(H=8, C=8, STORE_Y=False, HEADS_FIRST=True, KS=msa_pwa_fma.K_STEP, **cfg)
-    ptx = _gluon_ptx(msa_pwa_fma, "_fwd_fma_kernel", const, options)
-    rows, cols = cfg["SPT_I"] * cfg["REP_I"], cfg["SPT_N"] * cfg["REP_N"]  # a thread's accumulators
-    assert len(re.findall(r"\bfma\.rn\.f32\b", ptx)) == rows * cols * cfg["BLOCK_K"]  # per k-tile
-    assert len(re.findall(r"\bld\.shared\.v4\.b32\b", ptx)) == (rows + cols) * cfg["BLOCK_K"] // 4
-    assert not re.findall(r"\bld\.shared\.(b32|f32|v2)", ptx)
-    assert re.findall(r"cp\.async\.cg\.shared\.global[^;]*\], 0x10,", ptx)  # 16-byte copies
-
-
 def test_gluon_bf16x6_forward_compiles_for_hopper():
     """Compiled offline for sm_90 (no GPU needed): per 16-deep k-step the Gluon bf16x6 forward
     issues its six bf16 wgmma as one batch with a single wait (Triton's own bf16x6 waits after each),
     fits its register cap (three 8-warp programs per SM) and leaves no fp32 FMA."""
-    if msa_pwa_split._IMPORT_ERROR is not None:
-        pytest.skip(f"no Gluon with wgmma here: {msa_pwa_split._IMPORT_ERROR}")
+    if gluon_split._IMPORT_ERROR is not None:
+        pytest.skip(f"no Gluon with wgmma here: {gluon_split._IMPORT_ERROR}")
     import re
 
-    cfg = dict(msa_pwa_split.DEFAULT_CONFIG)
+    cfg = dict(gluon_split.DEFAULT_CONFIG)
     options = dict(num_warps=cfg.pop("num_warps"), maxnreg=cfg.pop("maxnreg"))
     const = dict(H=8, C=8, STORE_Y=True, HEADS_FIRST=True, **cfg)
-    ptx = _gluon_ptx(msa_pwa_split, "_fwd_bf16x6_kernel", const, options)
+    ptx = _gluon_ptx(gluon_split, "_fwd_bf16x6_kernel", const, options)
     wgmma = re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16\.f32\.bf16\.bf16", ptx)
     assert wgmma and int(wgmma[0]) == cfg["BLOCK_N"], wgmma
     assert len(wgmma) == 6 * cfg["BLOCK_K"] // 16  # one k-step of the loop
@@ -366,20 +345,20 @@ def test_mask_broadcasts_and_matches_ligo_additive_mask():
     pair = mask[0]
     full = R // 2  # make_inputs masks this row entirely
     assert not pair[full].any() and pair.sum(1)[torch.arange(R) != full].min() > 0
-    ours = msa_pair_weighted_averaging(v, b, g, pair)
-    ligo = msa_pair_weighted_averaging(v, b + 1e8 * (pair.float() - 1)[None, :, :, None], g)
+    ours = pwa(v, b, g, pair)
+    ligo = pwa(v, b + 1e8 * (pair.float() - 1)[None, :, :, None], g)
     rows = torch.arange(R, device=DEVICE) != full
     torch.testing.assert_close(ours[:, :, rows], ligo[:, :, rows], rtol=1e-5, atol=1e-5)
     uniform = torch.sigmoid(g[:, :, full]) * v.mean(dim=2)
     torch.testing.assert_close(ours[:, :, full], uniform.reshape(B, S, H * C), rtol=1e-5, atol=1e-5)
-    as_float = msa_pair_weighted_averaging(v, b, g, pair[None].float())
+    as_float = pwa(v, b, g, pair[None].float())
     torch.testing.assert_close(ours, as_float, rtol=0, atol=0)
 
 
 def test_module_is_a_drop_in_for_ligo_call():
     """Same call as Ligo's ``MSAWeightedAveragingFused(v, b, g)``: [B,S,R,H,C], [B,R,R,H] -> [B,S,R,H*C]."""
     v, b, g, _, _ = make_inputs((1, 2, 9, 3, 4), torch.float32, False)
-    out = MSAWeightedAveragingFused()(v, b, g)
+    out = MSAWeightedAveragingFused(options=POISON)(v, b, g)
     assert out.shape == (1, 2, 9, 12)
     torch.testing.assert_close(out, msa_pwa_reference(v, b, g), rtol=1e-5, atol=1e-6)
 
@@ -387,7 +366,7 @@ def test_module_is_a_drop_in_for_ligo_call():
 def test_only_requested_gradients():
     v, b, g, dout, _ = make_inputs((1, 2, 9, 2, 3), torch.float32, False)
     b.requires_grad_()
-    out = msa_pair_weighted_averaging(v, b, g)
+    out = pwa(v, b, g)
     (db,) = torch.autograd.grad(out, (b,), dout)
     b64 = b.detach().double().requires_grad_()
     (db64,) = torch.autograd.grad(msa_pwa_reference(v.double(), b64, g.double()), (b64,), dout.double())
@@ -399,7 +378,7 @@ def test_second_backward_is_a_clear_error():
     through the same graph says so instead of computing from freed memory."""
     v, b, g, dout, _ = make_inputs((1, 2, 9, 2, 3), torch.float32, False)
     v.requires_grad_()
-    out = msa_pair_weighted_averaging(v, b, g)
+    out = pwa(v, b, g)
     torch.autograd.grad(out, (v,), dout, retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward per forward"):
         torch.autograd.grad(out, (v,), dout)
@@ -410,7 +389,7 @@ def test_rejects_bad_inputs(bad):
     v, b, g, _, _ = make_inputs((1, 2, 5, 2, 3), torch.float32, False)
     if bad == "layout":
         with pytest.raises(ValueError, match="layout"):
-            msa_pair_weighted_averaging(v, b, g, layout="rows")
+            pwa(v, b, g, layout="rows")
         return
     if bad == "bias_shape":
         b = b[:, :4]
@@ -419,7 +398,7 @@ def test_rejects_bad_inputs(bad):
     else:
         v, g = v[0], g[0]
     with pytest.raises(ValueError):
-        msa_pair_weighted_averaging(v, b, g)
+        pwa(v, b, g)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU with about 10 GB free")
@@ -431,7 +410,7 @@ def test_int64_offsets_on_gpu():
     v, b, g, dout, _ = make_inputs((B, S, R, H, C), torch.bfloat16, False)
     assert B * R * R * H > 2**31
     ins = [x.requires_grad_() for x in (v, b, g)]
-    out = msa_pair_weighted_averaging(*ins, p_mode="recompute")
+    out = pwa(*ins, p_mode="recompute", options=MSAPWAOptions())
     dv, db, dg = torch.autograd.grad(out, ins, dout)
     rows = slice(R - 40, R)  # the last rows sit past 2**31 elements into the bias
     b64 = b.detach()[:, rows].double().requires_grad_()
@@ -443,18 +422,18 @@ def test_int64_offsets_on_gpu():
     assert (db[:, rows].double() - db_ref).abs().max().item() < 2e-2 * max(db_ref.abs().max().item(), 1e-3)
 
 
-
 def test_no_grad_keeps_nothing_for_a_backward(monkeypatch):
     """Under torch.no_grad() the forward keeps no fp32 y (nor P) for a backward, even for inputs
     that require grad (autograd's needs_input_grad still says True there); with grad mode on it does."""
     kept = []
-    forward = msa_pwa._forward
-    monkeypatch.setattr(msa_pwa, "_forward", lambda *args: kept.append(args[-1]) or forward(*args))
+    forward = launch.forward
+    # launch.forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y, opts)
+    monkeypatch.setattr(launch, "forward", lambda *args: kept.append(args[-2]) or forward(*args))
     v, b, g, dout, _ = make_inputs((1, 2, 9, 2, 4), torch.float32, False)
     v.requires_grad_()
     with torch.no_grad():
-        out = msa_pair_weighted_averaging(v, b, g)
+        out = pwa(v, b, g)
     assert kept == [False] and not out.requires_grad
-    out = msa_pair_weighted_averaging(v, b, g)
+    out = pwa(v, b, g)
     assert kept == [False, True] and out.requires_grad
     torch.autograd.grad(out, v, dout)

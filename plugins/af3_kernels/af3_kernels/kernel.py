@@ -1,0 +1,90 @@
+"""What a kernel provides to the plugin: the interface of a kernel's folder (see registry.py for how
+to add one). Light: no torch, no triton; the types named in strings are torch's and floors'.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from af3core import Setting
+
+DTYPES = ("bf16", "fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """The light half of a kernel's description: enough to register, document and validate it."""
+
+    name: str  # the value of --set kernel=
+    description: str  # one line
+    case: str  # "module:Class" of its KernelCase, imported only in the worker
+    impls: Mapping[str, str]  # implementation name -> one line of help; the first is the usual one
+    triton_impls: Sequence[str] = ()  # implementations that need triton (CPU: Triton's interpreter)
+    dtypes: Sequence[str] = DTYPES
+    settings: Mapping[str, Setting] = field(default_factory=dict)  # the kernel's own --set keys
+    # Plan-time checks of the merged settings for a device type ("cpu", "cuda"): problems, as text.
+    validate: Callable[[Mapping[str, Any], str], list[str]] | None = None
+
+
+@dataclass
+class Inputs:
+    """The tensors of one case: ``fn(*args)`` is the call timed; the backward computes the
+    gradients of ``grad_args`` for the output gradient ``dout``."""
+
+    args: tuple
+    grad_args: tuple = ()
+    dout: Any = None
+
+
+@dataclass
+class Implementation:
+    """One implementation, ready to call on the case's inputs."""
+
+    fn: Callable[..., Any]  # fn(*inputs.args) -> output tensor
+    facts: dict[str, Any] = field(default_factory=dict)  # recorded in every row (versions, paths...)
+    # run untimed before each repetition (e.g. restore an input the implementation overwrites)
+    before: Callable[[], None] | None = None
+    # a non-finite output fails the case; False: recorded only (a foreign kernel's known defect)
+    must_be_finite: bool = True
+
+
+class KernelCase:
+    """The heavy half of a kernel's description: one case (settings, size, device), in the worker.
+
+    The runner calls::
+
+        case = Class(settings, size, device)   # settings: every plugin setting, defaults filled;
+                                               # size: --seq-len; device: a torch.device
+        inputs = case.make_inputs(dtype, grad, generator)
+        impl = case.implementation(name, inputs, direction)
+        case.floor(direction, rates)           # a floors.Floor, at the GPU's rates
+        case.facts()                           # the shape, "auto" settings as resolved here
+        case.check(out, inputs)                # on the first call's output: accuracy facts
+
+    Raise ``af3core.CaseError`` for a problem the user can fix (a missing source...).
+    """
+
+    def __init__(self, settings: Mapping[str, Any], size: int, device: Any):
+        self.settings = settings
+        self.size = size
+        self.device = device
+
+    def facts(self) -> dict[str, Any]:
+        """Recorded in every row: the shape and the value every "auto" setting resolved to."""
+        return {}
+
+    def make_inputs(self, dtype: Any, grad: bool, generator: Any) -> Inputs:
+        """Random inputs of the case's shape in ``dtype`` (requiring grad when ``grad``)."""
+        raise NotImplementedError
+
+    def implementation(self, name: str, inputs: Inputs, direction: str) -> Implementation:
+        """Implementation ``name`` (one of the spec's impls) for these inputs and direction."""
+        raise NotImplementedError
+
+    def floor(self, direction: str, rates: Any) -> Any:
+        """The least time of ``direction`` at ``rates`` (a floors.Rates): a floors.Floor."""
+        raise NotImplementedError
+
+    def check(self, out: Any, inputs: Inputs) -> dict[str, Any]:
+        """The forward output's error against float64 (and the same-dtype reference's, beside it)."""
+        return {}

@@ -1,0 +1,62 @@
+"""The fused kernel's implementation choices, as one immutable object (no torch import).
+
+``msa_pair_weighted_averaging(..., options=MSAPWAOptions(...))`` hands them to the launch code;
+the defaults are the measured best (figures: docs/KERNELS.md). Tests and the tuning script pass
+their own object instead of changing module state, so calls with different options can run side
+by side (pytest-xdist, one process per worker, or several in one process).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class MSAPWAOptions:
+    #: fill every buffer the kernels are meant to overwrite with NaN first, so an element the
+    #: kernels forget to write fails a comparison instead of passing by luck (tests)
+    poison_outputs: bool = False
+    #: per-kernel launch-configuration overrides, a whole configuration each (the tuning sweep):
+    #: {"fwd": {"BLOCK_I": 64, ...}, "fwd_tma": ..., "dv": ..., "dbias": ..., "elementwise": ...,
+    #: "gluon_split": {...}}; "fwd" and "fwd_tma" may set "HEADS" (heads per program)
+    config_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: P buffers up to this size are stored between the softmax and the GEMMs (p_mode="auto")
+    stored_p_max_bytes: int = 256 * 2**20
+    #: fp32 with precision="ieee" runs its dots on the FMA units: there dbias reads [B,H,S*C,R]
+    #: copies of dY' and v, operands contiguous along i and j rather than along the reduction n
+    #: (H100, fp32 fwd+bwd at S=128, R=384, C=8: 310 instead of 460 us)
+    fma_dbias_nmajor: bool = True
+    #: bf16/fp16 forward from a stored P: read P (and v's gemm copy) through TMA descriptors with the
+    #: larger tiles of _fwd_tma_kernel (see launch.tma_ok); False keeps the pointer-load _fwd_kernel
+    use_tma_forward: bool = True
+    #: ... from this GEMM size R*S*C up. H100, bf16 (one run): (128, 384, 8), 0.4M, 36 us with
+    #: pointer loads vs 40 with TMA; (128, 384, 32), 1.6M, 62 vs 59; (128, 768, 32) 161 vs 144;
+    #: (512, 768, 8) 262 vs 231 (gemm layout). The smaller pointer-load tiles win only at the smallest.
+    tma_forward_min_rn: int = 2**20
+    #: layout="auto" also picks the gemm copy for short channel pieces at small S when a backward
+    #: follows. Off: faster (H100 bf16 fwd+bwd (128, 384, 8): 135 vs 171 us) but the saved copy of v
+    #: lifts the peak above eager's at R = 384 and 768; pass layout="gemm" for the speed.
+    gemm_layout_for_backward: bool = False
+    #: the forward's stored P is kept for the backward instead of being rebuilt there (H100 fp32
+    #: fwd+bwd (128, 384, 8): 284 vs 289 us; the peak stays under eager's at R = 384 to 3072)
+    keep_p_for_backward: bool = True
+    #: fp32 forward at precision "bf16x6" from a stored P on Hopper in Gluon (gluon_split.py): the
+    #: six products of a k-step as one batch of wgmma, 80 registers (H100 (128, 384, 8), same
+    #: process: 62.0-62.9 us vs 66.2-66.7 for _fwd_kernel's tl.dot bf16x6)
+    use_gluon_split_forward: bool = True
+    #: launch order of the tiled kernels: all heads of a tile side by side (see launch.grid)
+    heads_first: bool = True
+    #: forward programs on tensor cores own two adjacent heads whose channel pieces are shorter than
+    #: a 32-byte sector (bf16 C = 8), so v, g and out move in whole sectors (launch.group_heads)
+    group_heads: bool = True
+    #: programmatic dependent launch (Hopper+): the forward kernel is launched while the statistics
+    #: kernel runs and waits for its results on the GPU (griddepcontrol), hiding the launch gap
+    #: between the two (H100, same run: bf16 (128, 384, 8) 33.4 -> 32.9 us, fp32 75.0 -> 74.7)
+    use_pdl: bool = True
+
+    def with_overrides(self, **configs: Mapping[str, Any]) -> "MSAPWAOptions":
+        """A copy with ``configs`` (kernel name -> configuration) added to ``config_overrides``."""
+        return replace(self, config_overrides={**self.config_overrides, **configs})
+
+
+DEFAULT_OPTIONS = MSAPWAOptions()

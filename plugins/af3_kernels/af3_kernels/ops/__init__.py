@@ -1,1 +1,0 @@
-"""One kernel per module (Triton kernels + autograd Function + nn.Module)."""
