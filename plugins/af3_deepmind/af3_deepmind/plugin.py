@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 
 from af3core import ENGINE, Availability, Plugin, hookimpl
+from af3core.source import SourceNotFound
 
 from af3_deepmind import source
 from af3_deepmind.settings import PRESETS, SETTINGS, check_seq_len, validate
@@ -16,14 +17,21 @@ REQUIRED_MODULES = {
     "absl": "absl-py",
     "numpy": "numpy",
     "scipy": "scipy",
+    # what haiku and tokamax import on the model's path (a --no-deps install can lack them)
+    "etils": "etils",
+    "tqdm": "tqdm",
+    "jaxtyping": "jaxtyping",
+    "typeguard": "typeguard==2.13.3",
+    "immutabledict": "immutabledict",
+    "einshape": "einshape",
 }
 
 
 def check() -> Availability:
     try:
         src = source.locate()
-    except source.SourceNotFound as exc:
-        return Availability.no(exc.reason, source.FIX)
+    except SourceNotFound as exc:
+        return Availability.no(exc.reason, exc.fix)
     missing = [pip for mod, pip in REQUIRED_MODULES.items() if importlib.util.find_spec(mod) is None]
     if missing:
         return Availability.no(

@@ -1,8 +1,9 @@
-"""The af3-bench runner for DeepMind's AlphaFold 3 (imported only in the worker subprocess)."""
+"""The af3-bench runner for DeepMind's AlphaFold 3 (imported only where a case runs: the worker, or
+the host under ``af3 bench --in-process``)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from af3core import CaseError, NonFiniteOutput, Runner
 
@@ -13,19 +14,19 @@ class DeepMindRunner(Runner):
     framework = "jax"
 
     def setup(self) -> dict[str, Any]:
-        from af3_deepmind import engine
+        from af3_deepmind import build
 
         settings = self.case.settings
         # Before JAX creates its GPU client, which reads the variable once.
-        engine.apply_memory_env(bool(settings.get("preallocate", False)))
+        build.apply_memory_env(bool(settings.get("preallocate", False)))
         try:
-            self._built = engine.build(self.case.mode, self.case.seq_len, settings, self.case.device_type)
-        except engine.BuildError as exc:
+            self._built = build.build(self.case.mode, self.case.seq_len, settings, self.case.device_type)
+        except build.BuildError as exc:
             raise CaseError(str(exc)) from None
 
         import jax
 
-        self._jitted = jax.jit(engine.with_finite_flag(self._built.forward.apply))
+        self._jitted = jax.jit(with_finite_flag(self._built.forward.apply))
         self._compiled = None
         self._executions = 0
         return dict(self._built.facts)
@@ -47,8 +48,6 @@ class DeepMindRunner(Runner):
         out, finite = self._compiled(b.params, b.key, b.batch)
         jax.block_until_ready((out, finite))
         if not bool(finite):
-            from af3_deepmind.engine import nonfinite_leaves
-
             raise NonFiniteOutput(f"non-finite values in {', '.join(nonfinite_leaves(out)) or 'an output'}")
         del out  # free the outputs before the next pass allocates its own
         self._executions += 1
@@ -72,3 +71,37 @@ class DeepMindRunner(Runner):
     def teardown(self) -> None:
         self._compiled = None
         self._built = None
+
+
+def with_finite_flag(apply: Callable) -> Callable:
+    """``apply`` that also returns one bool: every floating output is finite.
+
+    The reduction is fused into the compiled program, so checking costs one read of the outputs
+    on the device instead of copying them (a 1024-token pair tensor is 512 MB) to the host.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def run(params, key, batch):
+        out = apply(params, key, batch)
+        checks = [
+            jnp.all(jnp.isfinite(x))
+            for x in jax.tree_util.tree_leaves(out)
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+        ]
+        return out, jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
+
+    return run
+
+
+def nonfinite_leaves(out) -> list[str]:
+    """Names of the outputs holding NaN or Inf (only computed after a failed check)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    bad = []
+    for path, x in jax.tree_util.tree_leaves_with_path(out):
+        if jnp.issubdtype(x.dtype, jnp.inexact) and not np.isfinite(np.asarray(x, np.float32)).all():
+            bad.append(jax.tree_util.keystr(path))
+    return bad

@@ -85,6 +85,8 @@ def validate(settings: Mapping[str, Any], device_type: str = "cpu") -> list[str]
     for key in ("recycles", "templates"):
         if key in settings and int(settings[key]) < 0:
             errors.append(f"{key} must be 0 or more")
+    if "seed" in settings and not 0 <= int(settings["seed"]) < 1 << 32:
+        errors.append("seed must be in 0..2**32-1 (numpy's RandomState draws the synthetic batch)")
     if int(settings.get("msa_rows", 0)) > int(settings.get("msa_pad_rows", 1 << 30)):
         errors.append("msa_rows (rows used) cannot exceed msa_pad_rows (rows padded to)")
     try:

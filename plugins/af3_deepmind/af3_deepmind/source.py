@@ -2,8 +2,9 @@
 
 Search order (the first hit wins):
 1. ``AF3_DEEPMIND_SRC``: a checkout of github.com/google-deepmind/alphafold3, or its ``src/``;
-2. ``third_party/alphafold3_deepmind`` under the current directory, then under the af3-bench
-   repository this plugin sits in (``plugins/af3_deepmind/../../third_party``);
+2. ``third_party/alphafold3_deepmind`` in each third-party folder af3core knows
+   (:func:`af3core.source.third_party_dirs`: ``$AF3_THIRD_PARTY``, ``./third_party``, the af3-bench
+   checkout's ``third_party``);
 3. an importable ``alphafold3`` package (e.g. ``pip install`` of DeepMind's repo with its C++ build).
 """
 from __future__ import annotations
@@ -13,25 +14,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from af3core.provenance import COMMIT_MARKER, source_commit
+from af3core.source import EngineSource, SourceNotFound
 
-ENV_VAR = "AF3_DEEPMIND_SRC"
-PINNED_COMMIT = "c0f97ed"
-REPO_URL = "https://github.com/google-deepmind/alphafold3"
-THIRD_PARTY = Path("third_party") / "alphafold3_deepmind"
-#: Written next to an exported (``git archive``) tree, which has no ``.git`` to ask.
-COMMIT_FILE = COMMIT_MARKER
-FIX = (
-    f"set {ENV_VAR} or clone {REPO_URL} at {PINNED_COMMIT} into third_party/alphafold3_deepmind "
-    f"(git clone {REPO_URL} third_party/alphafold3_deepmind && "
-    f"git -C third_party/alphafold3_deepmind checkout {PINNED_COMMIT})"
+SOURCE = EngineSource(
+    name="DeepMind AlphaFold 3",
+    env_var="AF3_DEEPMIND_SRC",
+    folder="alphafold3_deepmind",
+    repo_url="https://github.com/google-deepmind/alphafold3",
+    pinned_commit="c0f97ed",  # v3.0.4
+    required=("alphafold3/model/model.py",),
+    subdirs=("src", ""),  # the root goes on sys.path: a checkout's src/, or src/ itself
 )
-
-
-class SourceNotFound(Exception):
-    def __init__(self, reason: str):
-        super().__init__(f"{reason}; {FIX}")
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -40,30 +33,11 @@ class Source:
 
     path: Path | None
     origin: str  # "AF3_DEEPMIND_SRC", "third_party" or "installed package"
-    version: str  # "git:<commit>" or "package:<version>"
-
-    @property
-    def root(self) -> Path | None:
-        """The checkout root (parent of ``src/``), where the commit can be read."""
-        return self.path.parent if self.path is not None else None
+    version: str  # "git:<commit>", "version:<x.y.z>" (alphafold3/version.py) or "package:<version>"
 
 
-def _src_dir(candidate: Path) -> Path | None:
-    """``candidate`` or ``candidate/src``, whichever holds ``alphafold3/model/model.py``."""
-    for path in (candidate / "src", candidate):
-        if (path / "alphafold3" / "model" / "model.py").is_file():
-            return path.resolve()
-    return None
-
-
-def _repo_root_of_plugin() -> Path:
-    return Path(__file__).resolve().parents[3]  # af3_deepmind/ -> plugins/af3_deepmind -> plugins -> repo
-
-
-def _version_of(src: Path) -> str:
-    commit = source_commit(src.parent) or source_commit(src)
-    if commit:
-        return f"git:{commit}"
+def _version_file(src: Path) -> str:
+    """For a tree without a commit (no ``.git``, no marker): the version its package declares."""
     version_file = src / "alphafold3" / "version.py"
     if version_file.is_file():
         for line in version_file.read_text().splitlines():
@@ -76,24 +50,24 @@ def _installed_package() -> bool:
     return importlib.util.find_spec("alphafold3") is not None
 
 
-def locate() -> Source:
-    """Find the source or raise :class:`SourceNotFound` with the reason (and the fix)."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        src = _src_dir(Path(env).expanduser())
-        if src is None:
-            raise SourceNotFound(f"{ENV_VAR}={env} holds no alphafold3/model/model.py (nor src/alphafold3/...)")
-        return Source(src, ENV_VAR, _version_of(src))
-    for base in (Path.cwd(), _repo_root_of_plugin()):
-        src = _src_dir(base / THIRD_PARTY)
-        if src is not None:
-            return Source(src, "third_party", _version_of(src))
-    if _installed_package():
-        from importlib import metadata
+def _package_version() -> str:
+    from importlib import metadata
 
-        try:
-            version = "package:" + metadata.version("alphafold3")
-        except metadata.PackageNotFoundError:
-            version = "package:unknown"
-        return Source(None, "installed package", version)
-    raise SourceNotFound("DeepMind's AlphaFold 3 source was not found")
+    try:
+        return "package:" + metadata.version("alphafold3")
+    except metadata.PackageNotFoundError:
+        return "package:unknown"
+
+
+def locate() -> Source:
+    """Find the source or raise :class:`af3core.source.SourceNotFound` (``reason``, ``fix``)."""
+    try:
+        found = SOURCE.locate()
+    except SourceNotFound as exc:
+        if os.environ.get(SOURCE.env_var):
+            raise  # the variable names a folder without the source: say so, never fall back
+        if not _installed_package():
+            raise SourceNotFound(f"{exc.reason}, and no importable alphafold3 package", exc.fix) from None
+        return Source(None, "installed package", _package_version())
+    version = found.version if found.version != "unknown" else _version_file(found.root)
+    return Source(found.root, found.origin, version)

@@ -1,7 +1,7 @@
-"""From resolved settings to a ready model and batch: what the runner and the standalone script share.
+"""From resolved settings to a ready model and synthetic batch on the device: the runner's ``setup``.
 
-No af3core import here, so ``scripts/standalone_timing.py`` builds exactly the runner's graph
-without any of the harness. Errors are plain exceptions; the runner turns them into CaseError.
+Errors a user can fix are :class:`BuildError`; the runner turns them into CaseError. torch and
+Ligo's code are imported inside :func:`prepare` only.
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from af3core.source import LocatedSource, SourceNotFound
 
 from af3_ligo import config as ligo_config
 from af3_ligo import source
@@ -24,11 +26,11 @@ class BuildError(Exception):
 class Built:
     model: Any
     batch: dict
-    capture: Any  # engine.TrunkCapture in trunk mode, else None
+    capture: Any  # modes.TrunkCapture in trunk mode, else None
     facts: dict[str, Any]
 
 
-def model_config(src: source.Source, settings: Mapping[str, Any]) -> ligo_config.AttrDict:
+def model_config(src: LocatedSource, settings: Mapping[str, Any]) -> ligo_config.AttrDict:
     overrides = {k: v for k, v in settings.items() if k.startswith(ligo_config.PREFIX)}
     have_deepspeed = importlib.util.find_spec("deepspeed") is not None
     # The yaml turns DeepSpeed's Evoformer attention on; it raises without DeepSpeed installed.
@@ -36,14 +38,17 @@ def model_config(src: source.Source, settings: Mapping[str, Any]) -> ligo_config
     if ligo_config.parse_value(str(overrides[DEEPSPEED_KEY]).lower()) is True and not have_deepspeed:
         raise BuildError(f"{DEEPSPEED_KEY}=true needs DeepSpeed, which is not installed")
     try:
-        return ligo_config.build_config(src.config_file, overrides)
+        return ligo_config.build_config(source.config_file(src.root), overrides)
     except (KeyError, ValueError) as exc:
         raise BuildError(f"model config: {exc}") from None
 
 
 def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) -> Built:
     """Build the model and synthetic batch for one case. ``settings`` holds every plugin setting."""
-    src = source.locate()  # SourceNotFound carries the fix
+    try:
+        src = source.SOURCE.locate()
+    except SourceNotFound as exc:
+        raise BuildError(str(exc)) from None  # the reason and the fix
     cfg = model_config(src, settings)
     impl = settings["msa_impl"]
     if impl == "seed":
@@ -54,7 +59,9 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
     import torch
     import torch._dynamo  # noqa: F401 - the repo's unconditional checkpoint() imports it lazily (seconds) on the first pass
 
-    from af3_ligo import engine, ligo_import, msa
+    from af3_ligo import batch as batch_mod
+    from af3_ligo import ligo_import, modes, msa
+    from af3_ligo import model as model_mod
 
     try:
         model_module = ligo_import.import_model(src.root)
@@ -65,21 +72,21 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
 
     seed = int(settings["seed"])
     torch.manual_seed(seed)
-    model = engine.build_model(model_module, cfg, device)
+    model = model_mod.build_model(model_module, cfg, device)
     if settings["weights"] == "random":
-        engine.rerandomise_(model, seed=seed)
+        model_mod.rerandomise_(model, seed=seed)
     try:
         msa_facts = msa.install(model, impl)
     except msa.FusedUnavailable as exc:
         raise BuildError(str(exc)) from None
-    capture = engine.configure_mode(model, mode, int(settings["diffusion_steps"]), int(settings["samples"]))
+    capture = modes.configure_mode(model, mode, int(settings["diffusion_steps"]), int(settings["samples"]))
     cycles = 1 if mode == "toy" else int(settings["cycles"])
-    batch = engine.synthetic_batch(n_tokens, int(settings["msa_rows"]), cycles, device, seed=seed)
+    batch = batch_mod.synthetic_batch(n_tokens, int(settings["msa_rows"]), cycles, device, seed=seed)
 
     facts: dict[str, Any] = {
         "engine_source_version": src.version,
         "engine_source": str(src.root),
-        "n_params": engine.n_params(model),
+        "n_params": model_mod.n_params(model),
         "dtype": settings["dtype"],
         "weights": settings["weights"],
         "msa_rows": int(settings["msa_rows"]),
@@ -87,7 +94,7 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
         # what the sampler actually ran (0: trunk mode samples nothing)
         "diffusion_steps": {"full": int(settings["diffusion_steps"]), "toy": 2}.get(mode, 0),
         "samples": {"full": int(settings["samples"]), "toy": 1}.get(mode, 0),
-        "n_atoms": n_tokens * engine.ATOMS_PER_TOKEN,
+        "n_atoms": n_tokens * batch_mod.ATOMS_PER_TOKEN,
         "torch_version": torch.__version__,
         **msa_facts,
         **ligo_config.summary(cfg),

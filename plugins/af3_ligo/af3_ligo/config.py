@@ -83,17 +83,41 @@ def _lookup(node: Mapping, dotted: str) -> Any:
     return node
 
 
-def check_override(raw: Mapping, key: str) -> str | None:
-    """Error text when ``key`` (``config.a.b``) names no existing key of the yaml, else None."""
+_UNSET = object()
+
+
+def check_override(raw: Mapping, key: str, value: Any = _UNSET) -> str | None:
+    """Error text when ``key`` (``config.a.b``) names no existing key of the yaml, or when ``value``
+    (a ``--set`` string is parsed as yaml) is not of the kind the yaml holds there; else None.
+
+    Kinds: a bool for a bool, an integer for an integer, a number for a float; ``null`` is always
+    accepted (``blocks_per_ckpt: null`` turns checkpointing off). Strings in the yaml (its
+    ``${model.x}`` interpolations, ``matmul_precision``) take any value.
+    """
     if not key.startswith(PREFIX):
         return f"unknown setting {key!r} (yaml keys are set as {PREFIX}<dotted.path>)"
     path = key[len(PREFIX):]
     try:
-        value = _lookup(raw, path)
+        current = _lookup(raw, path)
     except KeyError:
         return f"{key!r}: the model yaml has no key {path!r}"
-    if isinstance(value, Mapping):
+    if isinstance(current, Mapping):
         return f"{key!r} is a section of the yaml, not a value; set one of its keys"
+    if value is _UNSET:
+        return None
+    given = parse_value(value) if isinstance(value, str) else value
+    if given is None:
+        return None
+    if isinstance(current, bool):
+        ok, kind = isinstance(given, bool), "true or false"
+    elif isinstance(current, int):
+        ok, kind = isinstance(given, int) and not isinstance(given, bool), "an integer"
+    elif isinstance(current, float):
+        ok, kind = isinstance(given, (int, float)) and not isinstance(given, bool), "a number"
+    else:
+        return None
+    if not ok:
+        return f"{key}={value!r}: the yaml holds {current!r} there, so it takes {kind} (or null)"
     return None
 
 
@@ -101,7 +125,7 @@ def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
     """A copy of ``raw`` with ``{"config.a.b": value}`` applied (string values parsed as yaml)."""
     out = copy.deepcopy(raw)
     for key, value in overrides.items():
-        err = check_override(out, key)
+        err = check_override(out, key, value)
         if err:
             raise KeyError(err)
         *parents, leaf = key[len(PREFIX):].split(".")

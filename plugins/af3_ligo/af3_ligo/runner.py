@@ -1,14 +1,14 @@
-"""The worker-side runner of the ``ligo`` engine: one case, built once, timed pass by pass."""
+"""The runner of the ``ligo`` engine: one case, built once, timed pass by pass (imported only where a
+case runs: the worker, or the host under ``af3 bench --in-process``)."""
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
 from af3core import CaseError, NonFiniteOutput, Runner
 
-from af3_ligo import build, plugin, source
-from af3_ligo.presets import DEFAULTS
+from af3_ligo import build
+from af3_ligo.settings import DEFAULTS, check_seq_len, device_error
 
 # Ligo's code, run on current torch, warns on every pass about deprecated non-tuple indexing
 # (triangular_multiplicative_update.py) and checkpoint's implicit use_reentrant; neither changes
@@ -20,31 +20,16 @@ _QUIET = (
 )
 
 
-def device_error(device_type: str, impl: str, dtype: str) -> str | None:
-    """Why this device cannot run these choices, in one line; None when it can."""
-    if device_type not in ("cpu", "cuda"):
-        return f"the ligo plugin runs on cpu or cuda, not {device_type}"
-    if impl == "seed":
-        if device_type != "cuda":
-            return ("msa_impl=seed is the repo's Triton kernel and needs a CUDA GPU; "
-                    "use msa_impl=torch (or fused with TRITON_INTERPRET=1) on a CPU")
-        if dtype != "fp32":
-            return "msa_impl=seed runs in fp32 only: use dtype=fp32 or msa_impl=torch|fused"
-    if impl == "fused" and device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        return ("msa_impl=fused on a CPU runs the Triton kernel in Triton's interpreter: "
-                "set TRITON_INTERPRET=1 (slow; for correctness checks, not timings)")
-    return None
-
-
 class LigoRunner(Runner):
     framework = "torch"
 
     def setup(self) -> dict[str, Any]:
-        # The host sends every setting resolved; the defaults only matter when a test or script
-        # builds a Case by hand.
+        # The host sends every setting resolved; the defaults only matter when a test builds a Case
+        # by hand.
         settings = {**DEFAULTS, **self.case.settings}
+        # The host checked these at plan time (settings.validate); a Case built by hand was not.
         err = device_error(self.case.device_type, settings["msa_impl"], settings["dtype"]) \
-            or plugin.check_seq_len(self.case.seq_len)
+            or check_seq_len(self.case.seq_len)
         if err:
             raise CaseError(err)
         for text in _QUIET:
@@ -54,15 +39,15 @@ class LigoRunner(Runner):
         self.check_finite = bool(settings["check_finite"])
         try:
             built = build.prepare(settings, self.case.mode, self.case.seq_len, self.device)
-        except (source.SourceNotFound, build.BuildError) as exc:
+        except build.BuildError as exc:
             raise CaseError(str(exc)) from None
         self.model, self.batch, self.capture = built.model, built.batch, built.capture
 
         import torch
 
-        from af3_ligo import engine
+        from af3_ligo import passes
 
-        self._torch, self._engine = torch, engine
+        self._torch, self._passes = torch, passes
         return built.facts
 
     def _sync(self) -> None:
@@ -70,10 +55,10 @@ class LigoRunner(Runner):
             self._torch.cuda.synchronize()
 
     def step(self) -> dict[str, Any] | None:
-        result = self._engine.run_pass(self.model, self.batch, self.dtype, self.device)
+        result = self._passes.run_pass(self.model, self.batch, self.dtype, self.device)
         self._sync()
-        outputs = self._engine.outputs_of(result, self.capture)
-        bad = self._engine.non_finite(outputs) if self.check_finite else []
+        outputs = self._passes.outputs_of(result, self.capture)
+        bad = self._passes.non_finite(outputs) if self.check_finite else []
         # Drop the outputs before the next pass so they do not add to its memory peak.
         del result, outputs
         if self.capture is not None:

@@ -1,7 +1,8 @@
-"""Build one DeepMind AF3 graph ready to compile: source import, stand-ins, batch, parameters.
+"""From resolved settings to one DeepMind AF3 graph ready to compile: source import, stand-ins,
+synthetic batch, random parameters, all on the device.
 
-Shared by the af3-bench runner and ``scripts/standalone_timing.py``, so both time the same graph.
-Heavy imports (jax, haiku, alphafold3) happen inside :func:`build` only.
+What the runner's ``setup`` needs (``af3 bench --in-process`` runs that same runner in the host
+process). Heavy imports (jax, haiku, alphafold3) happen inside :func:`build` only.
 """
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
+
+from af3core.source import SourceNotFound
 
 from af3_deepmind import source as source_mod
 from af3_deepmind.settings import CPU_ATTENTION, resolve_attention
@@ -41,7 +44,7 @@ def import_source() -> tuple[source_mod.Source, dict[str, str], dict[str, Any]]:
     """Locate and import DeepMind's package with stand-ins only where modules are absent."""
     try:
         src = source_mod.locate()
-    except source_mod.SourceNotFound as exc:
+    except SourceNotFound as exc:
         raise BuildError(str(exc)) from None
     if src.path is not None and str(src.path) not in sys.path:
         sys.path.insert(0, str(src.path))
@@ -138,36 +141,3 @@ def build(mode: str, tokens: int, settings: Mapping[str, Any], device_type: str)
         facts[f"env_{name}"] = os.environ.get(name)
     return Built(forward, params, batch, key, device, facts)
 
-
-def with_finite_flag(apply: Callable) -> Callable:
-    """``apply`` that also returns one bool: every floating output is finite.
-
-    The reduction is fused into the compiled program, so checking costs one read of the outputs
-    on the device instead of copying them (a 1024-token pair tensor is 512 MB) to the host.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    def run(params, key, batch):
-        out = apply(params, key, batch)
-        checks = [
-            jnp.all(jnp.isfinite(x))
-            for x in jax.tree_util.tree_leaves(out)
-            if jnp.issubdtype(x.dtype, jnp.inexact)
-        ]
-        return out, jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
-
-    return run
-
-
-def nonfinite_leaves(out) -> list[str]:
-    """Names of the outputs holding NaN or Inf (only computed after a failed check)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    bad = []
-    for path, x in jax.tree_util.tree_leaves_with_path(out):
-        if jnp.issubdtype(x.dtype, jnp.inexact) and not np.isfinite(np.asarray(x, np.float32)).all():
-            bad.append(jax.tree_util.keystr(path))
-    return bad

@@ -1,43 +1,43 @@
 """The DeepMind AF3 plugin: source discovery, stand-ins, settings and the synthetic batch.
 
-Fast tests (no XLA compilation). Those needing DeepMind's source skip when it is absent; the
-engine runs themselves are in test_deepmind_engine.py.
+Fast tests (no XLA compilation). Those needing DeepMind's source or its JAX stack skip with the
+reason when either is absent; the engine runs themselves are in test_deepmind_engine.py.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
-import textwrap
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PLUGIN_DIR = ROOT / "plugins" / "af3_deepmind"
-if importlib.util.find_spec("af3_deepmind") is None:  # not pip-installed: use the checkout
-    sys.path.insert(0, str(PLUGIN_DIR))
+import af3core.source
+from af3core.provenance import COMMIT_MARKER
+from af3core.source import SourceNotFound
 
-from af3_deepmind import source, standins  # noqa: E402
-from af3_deepmind.settings import DEFAULT_SHARD_SPEC, PRESETS, SETTINGS, parse_shard_spec, validate  # noqa: E402
+from af3_deepmind import plugin, source, standins
+from af3_deepmind.settings import DEFAULT_SHARD_SPEC, PRESETS, SETTINGS, parse_shard_spec, validate
 
 
 def _source_or_none():
     try:
         return source.locate()
-    except source.SourceNotFound:
+    except SourceNotFound:
         return None
 
 
 SRC = _source_or_none()
-JAX_STACK = all(importlib.util.find_spec(m) for m in ("jax", "haiku", "tokamax"))
-needs_source = pytest.mark.skipif(
-    SRC is None or not JAX_STACK,
-    reason="DeepMind's AlphaFold 3 source (third_party/alphafold3_deepmind or AF3_DEEPMIND_SRC) "
-    "or its JAX stack (jax, dm-haiku, tokamax) is not available",
-)
+MISSING_JAX = [m for m in ("jax", "haiku", "tokamax") if importlib.util.find_spec(m) is None]
+needs_source = pytest.mark.skipif(SRC is None, reason="DeepMind's AlphaFold 3 source is absent: set "
+                                  "AF3_DEEPMIND_SRC or clone github.com/google-deepmind/alphafold3 into "
+                                  "third_party/alphafold3_deepmind")
+needs_jax = pytest.mark.skipif(bool(MISSING_JAX), reason=f"DeepMind's JAX stack is absent (missing: "
+                               f"{', '.join(MISSING_JAX)}; pip install jax dm-haiku tokamax)")
 
 
 def _settings(**overrides):
@@ -51,40 +51,57 @@ def _settings(**overrides):
 
 @pytest.fixture
 def no_source_anywhere(monkeypatch, tmp_path):
-    """No env var, no third_party under cwd or the repo, no installed package."""
-    monkeypatch.delenv(source.ENV_VAR, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(source, "_repo_root_of_plugin", lambda: tmp_path)
+    """No env var, no third_party folder with the source, no installed package."""
+    monkeypatch.delenv(source.SOURCE.env_var, raising=False)
+    monkeypatch.setattr(af3core.source, "third_party_dirs", lambda: [tmp_path / "third_party"])
     monkeypatch.setattr(source, "_installed_package", lambda: False)
 
 
-def test_missing_source_is_unavailable_with_the_fix(no_source_anywhere):
-    from af3_deepmind import plugin
+def fake_checkout(root, commit: str | None = "abc1234"):
+    """The one file the plugin looks for, in a checkout's src/, with the commit marker of an exported tree."""
+    (root / "src" / "alphafold3" / "model").mkdir(parents=True)
+    (root / "src" / "alphafold3" / "model" / "model.py").write_text("")
+    if commit:
+        (root / COMMIT_MARKER).write_text(commit + "\n")
+    return root
 
+
+def test_missing_source_is_unavailable_with_the_fix(no_source_anywhere):
     availability = plugin.check()
     assert not availability.ok
-    assert "source was not found" in availability.reason
+    assert "source was not found" in availability.reason and "no importable alphafold3" in availability.reason
     assert "AF3_DEEPMIND_SRC" in availability.fix
     assert "github.com/google-deepmind/alphafold3" in availability.fix and "c0f97ed" in availability.fix
 
 
 def test_env_var_pointing_nowhere_says_so(monkeypatch, tmp_path):
-    from af3_deepmind import plugin
-
-    monkeypatch.setenv(source.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(source.SOURCE.env_var, str(tmp_path))
+    monkeypatch.setattr(source, "_installed_package", lambda: True)  # a set variable is never bypassed
     availability = plugin.check()
     assert not availability.ok and str(tmp_path) in availability.reason and "AF3_DEEPMIND_SRC" in availability.fix
 
 
 def test_env_var_accepts_a_checkout_or_its_src(monkeypatch, tmp_path):
-    (tmp_path / "src" / "alphafold3" / "model").mkdir(parents=True)
-    (tmp_path / "src" / "alphafold3" / "model" / "model.py").write_text("")
-    (tmp_path / source.COMMIT_FILE).write_text("abc1234\n")
+    fake_checkout(tmp_path)
     for given in (tmp_path, tmp_path / "src"):
-        monkeypatch.setenv(source.ENV_VAR, str(given))
+        monkeypatch.setenv(source.SOURCE.env_var, str(given))
         found = source.locate()
         assert found.path == (tmp_path / "src").resolve()
-        assert found.origin == source.ENV_VAR and found.version == "git:abc1234"
+        assert found.origin == "AF3_DEEPMIND_SRC" and found.version == "git:abc1234"
+
+
+def test_third_party_checkout_is_found_and_versioned(no_source_anywhere, tmp_path):
+    checkout = fake_checkout(tmp_path / "third_party" / "alphafold3_deepmind", commit=None)
+    assert source.locate().version == "unknown"  # no .git, no marker, no version.py
+    (checkout / "src" / "alphafold3" / "version.py").write_text("__version__ = '3.0.4'\n")
+    found = source.locate()
+    assert (found.path, found.origin, found.version) == ((checkout / "src").resolve(), "third_party", "version:3.0.4")
+
+
+def test_installed_package_is_the_last_resort(no_source_anywhere, monkeypatch):
+    monkeypatch.setattr(source, "_installed_package", lambda: True)
+    found = source.locate()
+    assert found.path is None and found.origin == "installed package" and found.version.startswith("package:")
 
 
 def test_runner_without_source_raises_a_case_error(no_source_anywhere, monkeypatch):
@@ -111,27 +128,6 @@ def test_bench_without_source_exits_2_with_the_message(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "AF3_DEEPMIND_SRC" in proc.stderr and "c0f97ed" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_registering_imports_neither_jax_nor_the_engine():
-    code = textwrap.dedent(
-        """
-        import sys
-        from af3_deepmind import plugin
-        found = []
-        plugin.register_plugins(found.append)
-        (p,) = found
-        assert p.name == "deepmind" and p.default_preset == "small" and p.default_mode == "trunk"
-        assert p.env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
-        p.availability()
-        heavy = [m for m in ("jax", "haiku", "tokamax", "alphafold3", "numpy") if m in sys.modules]
-        print(",".join(heavy))
-        """
-    )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGIN_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == ""
 
 
 # --- stand-ins ----------------------------------------------------------------------------------
@@ -190,18 +186,26 @@ def test_present_but_broken_module_is_an_error_not_a_standin(fake_off_path, monk
 
 
 @needs_source
+@needs_jax
 def test_real_modules_are_never_shadowed():
-    from af3_deepmind import engine
+    from af3_deepmind import build
 
-    _, report, _ = engine.import_source()
+    _, report, _ = build.import_source()
     for name in standins.OFF_PATH_MODULES:
+        # Whether the module is installed, asked of sys.path itself (past sys.modules and the
+        # stand-ins' finder): installed means the real module, absent means a stand-in.
+        parent = name.rpartition(".")[0]
+        installed = importlib.machinery.PathFinder.find_spec(
+            name, sys.modules[parent].__path__ if parent else None) is not None
         module = sys.modules[name]
-        real_exists = not standins.is_standin(module)
-        assert (report[name] == "real") == real_exists
-    # Whatever is importable for real in this environment must be the real module.
-    for name in ("qwix", "rdkit", "zstandard"):
-        if name in sys.modules and report[name] == "real":
-            assert getattr(sys.modules[name], "__file__", None), name
+        assert (report[name] == "real") == (not standins.is_standin(module)), name
+        # (A stand-in installed by an earlier build in this process is reported as just "stand-in".)
+        if not installed:
+            assert standins.is_standin(module) and report[name].startswith("stand-in"), name
+        elif report[name] != "real":  # present but its data is not: only the CCD name sets read data
+            assert name.endswith("chemical_component_sets"), report[name]
+        else:
+            assert getattr(module, "__file__", None), name
     # The model's own packages are always real.
     import alphafold3.model.model as model
 
@@ -219,20 +223,40 @@ def test_shard_spec_parsing():
         parse_shard_spec("2048")
 
 
-def test_validate_rejects_inconsistent_settings():
-    assert validate(_settings(), "cpu") == []
-    assert any("needs a CUDA GPU" in e for e in validate(_settings(attention="triton"), "cpu"))
-    assert validate(_settings(attention="triton"), "cuda") == []
-    assert any("msa_pad_rows" in e for e in validate(_settings(msa_rows=32, msa_pad_rows=16)))
-    assert any("diffusion_steps" in e for e in validate(_settings(diffusion_steps=0)))
-    assert any("unbounded" in e for e in validate(_settings(pair_transition_shard_spec="10:none")))
+@pytest.mark.parametrize("device_type, attention, ok", [
+    ("cpu", "auto", True), ("cpu", "xla", True), ("cpu", "xla_chunked", True), ("cpu", "triton", False),
+    ("cpu", "cudnn", False), ("cuda", "auto", True), ("cuda", "triton", True), ("cuda", "cudnn", True),
+    ("mps", "triton", False),
+])
+def test_attention_needs_cuda_except_xla(device_type, attention, ok):
+    errors = validate(_settings(attention=attention), device_type)
+    assert (errors == []) == ok, errors
+    if not ok:
+        assert "needs a CUDA GPU" in errors[0] and "xla, xla_chunked" in errors[0]
+
+
+@pytest.mark.parametrize("key, value", [("diffusion_steps", 0), ("samples", 0), ("msa_rows", 0),
+                                        ("msa_pad_rows", 0), ("recycles", -1), ("templates", -1), ("seed", -1),
+                                        ("seed", 1 << 32)])
+def test_counts_out_of_range_are_refused(key, value):
+    assert validate(_settings(recycles=0, templates=0), "cpu") == []  # the lowest legal values pass
+    errors = validate(_settings(**{key: value}), "cpu")
+    assert errors and all(key in e for e in errors), errors
+
+
+def test_inconsistent_msa_rows_and_bad_shard_spec_are_refused():
+    (err,) = validate(_settings(msa_rows=32, msa_pad_rows=16), "cpu")
+    assert "msa_pad_rows" in err
+    (err,) = validate(_settings(pair_transition_shard_spec="10:none"), "cpu")
+    assert "unbounded" in err
 
 
 @needs_source
+@needs_jax
 def test_default_preset_is_deepminds_inference_configuration():
-    from af3_deepmind import engine
+    from af3_deepmind import build
 
-    engine.import_source()
+    build.import_source()
     from alphafold3.model import model, model_config
     from alphafold3.model.pipeline import pipeline
 
@@ -250,10 +274,11 @@ def test_default_preset_is_deepminds_inference_configuration():
 
 
 @needs_source
+@needs_jax
 def test_config_carries_the_settings():
-    from af3_deepmind import engine
+    from af3_deepmind import build
 
-    engine.import_source()
+    build.import_source()
     from af3_deepmind import model as model_mod
 
     config = model_mod.make_config(
@@ -271,10 +296,11 @@ def test_config_carries_the_settings():
 # --- the synthetic batch ------------------------------------------------------------------------
 
 @needs_source
+@needs_jax
 def test_batch_has_the_pipeline_shapes():
-    from af3_deepmind import engine
+    from af3_deepmind import build
 
-    engine.import_source()
+    build.import_source()
     import numpy as np
 
     from af3_deepmind.batch import BatchSpec, make_batch
@@ -306,3 +332,38 @@ def test_gpu_only_attention_on_cpu_is_a_case_error(monkeypatch):
         )
         with pytest.raises(CaseError, match="needs a GPU"):
             runner.setup()
+
+
+# --- the GPU suite (suite.txt): every line a valid CUDA case ----------------------------------------
+
+SUITE = Path(__file__).resolve().parent.parent / "suite.txt"
+
+
+def test_suite_lines_are_valid_cuda_cases():
+    """Each "NAME: ARGS" line parses as ``af3 bench`` arguments, names this plugin on CUDA, and its
+    preset, settings (checked by the plugin's own validate for CUDA) and sizes are accepted; one
+    ``--in-process`` line repeats a harness line's case (the harness-vs-bare-loop cross-check)."""
+    from af3core.cli import build_parser
+    from af3core.plan import parse_seq_lens, parse_set, resolve_settings
+
+    found = []
+    plugin.register_plugins(found.append)
+    (described,) = found
+    cases = {}
+    for line in SUITE.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, rest = line.partition(":")
+        assert name.strip() not in cases, f"suite case names must be unique: {name}"
+        words = cases[name.strip()] = shlex.split(rest)
+        assert not {"--out", "--force", "--plain"} & set(words), f"{name}: the suite runner adds those"
+        args = build_parser().parse_args(["bench", *words])
+        assert (args.plugins, args.device) == (["deepmind"], "cuda"), name
+        assert args.mode in described.modes and args.preset in described.presets, name
+        resolve_settings(described, args.preset, parse_set(args.sets), "cuda")  # UsageError when refused
+        sizes = parse_seq_lens(args.seq_len, args.until_oom)
+        for n in sizes[:1] if args.until_oom else sizes:  # a sweep ends where the plugin's sizes end
+            assert described.check_seq_len(n) is None, (name, n)
+    harness = {tuple(words) for words in cases.values() if "--in-process" not in words}
+    in_process = [[w for w in words if w != "--in-process"] for words in cases.values() if "--in-process" in words]
+    assert in_process and all(tuple(words) in harness for words in in_process)
