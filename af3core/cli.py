@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--notes", default="", help="free text stored in every row")
     b.add_argument("--out", help="output folder (default results/<timestamp>/)")
     b.add_argument("--force", action="store_true", help="reuse an existing output folder, replacing its results")
-    b.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    b.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help=f"wall-clock limit per case (default {DEFAULT_TIMEOUT_S:g})")
     b.add_argument("--until-oom", action="store_true",
                    help="grow --seq-len (a range; START::STEP is open-ended) per setting until a case fails; "
@@ -168,7 +168,10 @@ def cmd_bench(args) -> int:
     folder = outdir.claim(args.out, args.force)
     view = make_view(plan, force_plain=args.plain)
     command_line = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
-    outcome = run_plan(plan, folder, args.timeout, view, command_line, in_process=args.in_process)
+    if args.in_process and args.timeout is not None:
+        print("af3: --timeout does not apply with --in-process (no worker to stop)", file=sys.stderr)
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    outcome = run_plan(plan, folder, timeout, view, command_line, in_process=args.in_process)
     out_dir = folder.path
     seq_lens = {r.planned.case.seq_len for r in outcome.records if r.ok_times}
     if not args.no_plot and len(seq_lens) > 1 and not outcome.write_error and outcome.stopped_by is None:

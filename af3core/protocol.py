@@ -154,28 +154,36 @@ SCHEMA: dict[str, dict[str, str]] = {
 PHASES = ("importing", "setup", "compile", "warmup", "pass")
 
 
+def _compile(schema: dict[str, dict[str, str]]):
+    """Each message type's fields as (name, optional, what, test) tuples: checked once per frame."""
+    compiled = {}
+    for kind, fields in schema.items():
+        compiled[kind] = tuple((field, spec.endswith("?"), *_KINDS[spec.rstrip("?")]) for field, spec in fields.items())
+    return compiled
+
+
+_CHECKS = _compile(SCHEMA)
+
+
 def check(message: dict[str, Any]) -> dict[str, Any]:
     """The message itself when every field is there with the right type; else ProtocolError."""
     kind = message["type"]
-    fields = SCHEMA.get(kind)
+    fields = _CHECKS.get(kind)
     if fields is None:
-        raise ProtocolError(f"unknown message type {kind!r}")
-    extra = set(message) - set(fields) - {"type"}
-    if extra:
-        raise ProtocolError(f"{kind} message has unexpected field(s) {', '.join(sorted(map(str, extra)))}")
-    for field, spec in fields.items():
-        if field not in message:
-            raise ProtocolError(f"{kind} message lacks {field!r}")
-        value = message[field]
-        optional = spec.endswith("?")
-        if optional and value is None:
-            continue
-        what, ok = _KINDS[spec.rstrip("?")]
-        if not ok(value):
+        raise ProtocolError(f"unknown message type {_show(kind)}")
+    for field, optional, what, ok in fields:
+        try:
+            value = message[field]
+        except KeyError:
+            raise ProtocolError(f"{kind} message lacks {field!r}") from None
+        if not ok(value) and not (optional and value is None):
             raise ProtocolError(f"{kind} message: {field!r} must be {what}"
                                 f"{' or nil' if optional else ''}, not {_show(value)}")
-        if kind == "phase" and field == "phase" and value not in PHASES:
-            raise ProtocolError(f"phase message: unknown phase {_show(value)}")
+    if len(message) != len(fields) + 1:
+        extra = set(message) - set(SCHEMA[kind]) - {"type"}
+        raise ProtocolError(f"{kind} message has unexpected field(s) {', '.join(sorted(map(str, extra)))}")
+    if kind == "phase" and message["phase"] not in PHASES:
+        raise ProtocolError(f"phase message: unknown phase {_show(message['phase'])}")
     return message
 
 

@@ -96,5 +96,5 @@ class EngineSource:
             root = self._root_in(base / self.folder)
             if root is not None:
                 return LocatedSource(root, "third_party", self._version(root))
-        raise SourceNotFound(f"{self.name}'s source was not found ({self.env_var} unset, no "
+        raise SourceNotFound(f"the source of {self.name} was not found ({self.env_var} unset, no "
                              f"third_party/{self.folder})", self.fix)

@@ -53,13 +53,16 @@ def plain(value: Any) -> Any:
 
 
 def dumps(value: Any, **kwargs) -> str:
-    """Strict JSON text; the fast path skips the copy when nothing needs cleaning."""
+    """Strict JSON text in valid Unicode."""
+    return encode(value, **kwargs).decode("utf-8")
+
+
+def encode(value: Any, **kwargs) -> bytes:
+    """Strict JSON as UTF-8 bytes; the fast path skips the cleaning copy when nothing needs it."""
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, **kwargs)
-        text.encode("utf-8")
-        return text
+        return json.dumps(value, allow_nan=False, ensure_ascii=False, **kwargs).encode("utf-8")
     except (ValueError, TypeError):  # NaN/Inf, lone surrogates (UnicodeEncodeError), unknown types
-        return json.dumps(plain(value), allow_nan=False, ensure_ascii=False, **kwargs)
+        return json.dumps(plain(value), allow_nan=False, ensure_ascii=False, **kwargs).encode("utf-8")
 
 
 def _failed(path: Path, exc: OSError) -> ResultsWriteError:
@@ -74,14 +77,16 @@ class JsonlWriter:
         self.on_new_file = on_new_file
         self._fds: dict[str, int] = {}
 
+    def path(self, plugin: str) -> Path:
+        return self.out_dir / f"{plugin}.jsonl"
+
     def write(self, plugin: str, row: dict[str, Any]) -> None:
-        path = self.out_dir / f"{plugin}.jsonl"
-        data = (dumps(row) + "\n").encode("utf-8")
+        data = encode(row) + b"\n"
         try:
             fd = self._fds.get(plugin)
             if fd is None:
-                self.on_new_file(path)
-                fd = self._fds[plugin] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self.on_new_file(self.path(plugin))
+                fd = self._fds[plugin] = os.open(self.path(plugin), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             end = os.lseek(fd, 0, os.SEEK_END)
             try:
                 view = memoryview(data)
@@ -91,7 +96,7 @@ class JsonlWriter:
                 os.ftruncate(fd, end)  # no partial line: readers see whole rows only
                 raise
         except OSError as exc:
-            raise _failed(path, exc) from None
+            raise _failed(self.path(plugin), exc) from None
 
     def close(self) -> None:
         for fd in self._fds.values():
