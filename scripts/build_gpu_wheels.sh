@@ -3,7 +3,7 @@
 # .whl/ (ignored by git): cp312, manylinux x86_64, no dependencies (every pin is in the list).
 #   bash scripts/build_gpu_wheels.sh [--anchors]
 # --anchors adds the public kernels the kernels plugin compares against (trifast, cuEquivariance:
-# about 74 MB, more than one device call carries at once: see docs/KERNELS.md).
+# about 74 MB, more than one device call carries at once: see docs/BENCHMARKS.md, Reproducing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl

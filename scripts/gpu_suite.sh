@@ -35,7 +35,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 log "install af3-bench and its plugins"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --upgrade --target "$SITE" \
-  . plugins/af3_kernels plugins/af3_ligo plugins/af3_deepmind 2>&1 | grep -v "already exists" || true
+  . plugins/*/ 2>&1 | grep -v "already exists" || true
 export PYTHONPATH=$SITE
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 python3 -m af3core plugins

@@ -37,7 +37,8 @@ pip_install --upgrade pip setuptools wheel
 # torch first and pinned: later requirements that merely name torch are then already satisfied.
 pip_install "$TORCH_SPEC"
 pip_install "$JAX_SPEC" -r scripts/requirements.txt
-pip_install --no-build-isolation -e . -e plugins/af3_kernels -e plugins/af3_ligo -e plugins/af3_deepmind
+plugins=(); for dir in plugins/*/; do [ -f "$dir/pyproject.toml" ] && plugins+=(-e "$dir"); done
+pip_install --no-build-isolation -e . "${plugins[@]}"
 
 # Engine sources are not on the package index: clone them at the pinned commits when GitHub answers.
 clone() {  # dir url commit

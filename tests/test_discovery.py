@@ -115,8 +115,11 @@ def test_a_name_registered_twice_is_a_conflict_never_resolved_silently(af3_with_
 HEAVY = ("torch", "jax", "jaxlib", "triton", "haiku", "tokamax", "alphafold3", "src")
 
 
-@pytest.mark.parametrize("module", ["af3_kernels.plugin", "af3_ligo.plugin", "af3_deepmind.plugin",
-                                    "af3_testplugin.plugin"])
+#: Every plugin distribution of this repository (plugins/<package>/<package>/plugin.py), and the test plugin.
+PLUGIN_MODULES = sorted(f"{d.name}.plugin" for d in (ROOT / "plugins").iterdir() if (d / "pyproject.toml").exists())
+
+
+@pytest.mark.parametrize("module", [*PLUGIN_MODULES, "af3_testplugin.plugin"])
 def test_registering_and_checking_imports_no_framework(plugin_site, module):
     """Each plugin's registration and availability check stay light: frameworks load in workers only."""
     code = (f"import sys, importlib; m = importlib.import_module({module!r}); found = []; "

@@ -68,7 +68,7 @@ def jax_device(device_type: str):
         devices = jax.devices(platform)
     except RuntimeError as exc:
         raise BuildError(
-            f"JAX has no {device_type} backend here ({exc}); install jax with CUDA support (jax[cuda12])"
+            f"JAX has no {device_type} backend here ({exc}); install jax with CUDA support (jax[cuda13])"
         ) from None
     return devices[0]
 
