@@ -29,7 +29,7 @@ if not CUDA:
     # Before triton's first import: it decides at decoration time, its own library included.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from af3_kernels.msa_pwa import gluon_split, launch  # noqa: E402
+from af3_kernels.msa_pwa import gluon_split, launch, ops  # noqa: E402
 from af3_kernels.msa_pwa.function import MSAWeightedAveragingFused, msa_pair_weighted_averaging  # noqa: E402
 from af3_kernels.msa_pwa.options import MSAPWAOptions  # noqa: E402
 from af3_kernels.msa_pwa.reference import msa_pwa_reference  # noqa: E402
@@ -151,6 +151,28 @@ def test_large_on_gpu(shape, dtype, masked, p_mode, layout):
     check(shape, dtype, masked, p_mode=p_mode, layout=layout)
 
 
+# One head with long channel pieces: dP = dY' V^T sums S*C products per (i, j). Summed in one
+# running fp32 accumulator (the GPU's FMA dot) its error outgrew 3x eager's at S*C = 8192 and up
+# (H200, C = 64 and 128); MSAPWAOptions.compensated_dbias. The interpreter's dot already sums each
+# n-block apart (numpy), so the CPU sizes only run the compensated code; the GPU sizes are the failing ones.
+LONG_N_CPU = [((1, 2, 20, 1, 128), False), ((2, 3, 13, 1, 64), True)]  # (shape, masked)
+LONG_N_GPU = [(shape, masked) for shape in [(1, 128, 384, 1, 64), (1, 128, 384, 1, 128), (1, 512, 128, 1, 128),
+                                            (1, 128, 200, 2, 64)] for masked in (False, True)]
+
+
+@pytest.mark.parametrize("shape,masked", LONG_N_CPU + LONG_N_GPU,
+                         ids=lambda x: "x".join(map(str, x)) if isinstance(x, tuple) else ("mask" if x else "nomask"))
+@pytest.mark.parametrize("precision", ["ieee", "bf16x6"])
+def test_fp32_bias_gradient_over_long_reductions(shape, masked, precision):
+    """fp32 at one head and large C: the bias gradient (and the rest) within the fp32 bar, at both
+    fp32-class precisions (ieee: the FMA dot with n-major operands; bf16x6: tensor cores)."""
+    if (shape, masked) in LONG_N_GPU and not CUDA:
+        pytest.skip("S*C of 8192 and more: compiled on a GPU only (the interpreter sums n-blocks apart anyway)")
+    if precision == "bf16x6" and not CUDA:
+        pytest.skip("tensor-core precisions exist only on a GPU")
+    check(shape, torch.float32, masked, precision=precision)
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 19, 2, 8), (1, 5, 33, 3, 5), (1, 3, 40, 2, 8)],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
@@ -160,6 +182,102 @@ def test_layouts_agree_exactly(shape, dtype):
     flat = pwa(v, b, g, mask, layout="flat")
     gemm = pwa(v, b, g, mask, layout="gemm")
     assert torch.equal(flat, gemm)
+
+
+@pytest.mark.parametrize("shape,p_mode", [((2, 3, 19, 2, 6), "stored"), ((1, 4, 21, 3, 5), "recompute")],
+                         ids=lambda x: "x".join(map(str, x)) if isinstance(x, tuple) else x)
+@pytest.mark.parametrize("dtype,precision", [(torch.bfloat16, "ieee"), (torch.float32, "bf16x6")], ids=["bf16", "fp32"])
+def test_gemm_layout_in_backward_changes_no_bit(monkeypatch, shape, p_mode, dtype, precision):
+    """MSAPWAOptions.gemm_layout_in_backward: after a forward that read v in place, the backward
+    reads dY' and a copy of v in the gemm layout (one copy, made in the backward). The operands
+    change address only: output and gradients are the same bit for bit."""
+    copies = []
+    real = launch.to_gemm_layout
+    monkeypatch.setattr(launch, "to_gemm_layout",
+                        lambda *a, **kw: copies.append(kw.get("nmajor", False)) or real(*a, **kw))
+    v, b, g, dout, mask = make_inputs(shape, dtype, True)
+    results = []
+    for on in (False, True):
+        options = MSAPWAOptions(poison_outputs=True, gemm_layout_in_backward=on)
+        results.append(run(lambda *a: pwa(*a, precision=precision, p_mode=p_mode, options=options), v, b, g, dout,
+                           mask, dtype))
+    assert copies == [False]  # none without the option (flat forward), one gemm copy of v with it
+    for off, on in zip(*results):
+        assert torch.equal(off, on)
+
+
+# The call the issue asks to compile, and two variants: a float mask requiring grad (fp32: the FMA
+# path's n-major dbias), options with a backward-only gemm layout (bf16), a gemm-layout forward
+# whose stored P is rebuilt in the backward (keep_p_for_backward=False).
+COMPILE_CASES = {
+    "fp32-floatmask": (torch.float32, "float", "auto", "auto", None),
+    "bf16-bwdgemm": (torch.bfloat16, "bool", "auto", "recompute",
+                     MSAPWAOptions(poison_outputs=True, gemm_layout_in_backward=True)),
+    "fp32-gemm-rebuiltP": (torch.float32, None, "gemm", "stored",
+                           MSAPWAOptions(poison_outputs=True, keep_p_for_backward=False)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMPILE_CASES))
+def test_torch_compile_fullgraph_matches_eager(monkeypatch, case):
+    """torch.compile(fullgraph=True) of the public call runs the custom ops of ops.py (not the
+    autograd Function): output and gradients equal eager's bit for bit (the same launches), the
+    options reach the launches, a float mask requiring grad gets no gradient, and under no_grad the
+    compiled forward keeps nothing for a backward."""
+    dtype, mask_kind, layout, p_mode, options = COMPILE_CASES[case]
+    torch._dynamo.reset()
+    calls = {"backward": 0, "prep": 0, "forward": []}
+    real_backward, real_prep, real_forward = launch.backward, launch.backward_prep, launch.forward
+
+    def count(name, fn):
+        def wrapped(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapped
+
+    monkeypatch.setattr(launch, "backward", count("backward", real_backward))
+    monkeypatch.setattr(launch, "backward_prep", count("prep", real_prep))
+    monkeypatch.setattr(launch, "forward", lambda *a: calls["forward"].append((a[-2], a[-1])) or real_forward(*a))
+    v, b, g, dout, mask = make_inputs((2, 3, 17, 2, 4), dtype, mask_kind is not None)
+    if mask_kind == "float":
+        mask = mask.float().requires_grad_()
+    if options is None:
+        def fn(v, b, g, m):
+            return msa_pair_weighted_averaging(v, b, g, m)
+    else:
+        def fn(v, b, g, m):
+            return msa_pair_weighted_averaging(v, b, g, m, layout=layout, p_mode=p_mode, options=options)
+    eager = run(fn, v, b, g, dout, mask, dtype)
+    assert calls["backward"] == 1 and calls["prep"] == 1
+    compiled = torch.compile(fn, fullgraph=True)
+    got = run(compiled, v, b, g, dout, mask, dtype)
+    assert calls["backward"] == 1 and calls["prep"] == 2, "the compiled call did not run the custom ops"
+    for name, e, c in zip(("out", "dv", "dbias", "dg"), eager, got):
+        assert torch.equal(e, c), name
+    if options is not None:
+        assert all(o is options for _, o in calls["forward"]), "the options did not reach the launch"
+    if mask_kind == "float":
+        assert mask.grad is None
+    with torch.no_grad():
+        out = compiled(*(x.detach().requires_grad_() for x in (v, b, g)), mask)
+    assert calls["forward"][-1][0] is False and not out.requires_grad
+    assert torch.equal(out, eager[0])
+
+
+def test_custom_ops_pass_opcheck():
+    """torch.library.opcheck on the three custom ops: schema, autograd registration, the fake
+    (shape-only) implementations against the real ones, AOT dispatch with dynamic shapes."""
+    key = ops.options_key(POISON)
+    v, b, g, dout, mask = make_inputs((1, 2, 6, 2, 3), torch.float32, True)
+    ins = [x.detach().requires_grad_() for x in (v, b, g)]
+    for stored, gemm in ((True, False), (False, True)):
+        torch.library.opcheck(ops.msa_pwa_fwd, (*ins, mask, "ieee", stored, gemm, True, gemm, key))
+    _, m2, l2, _, y, p = ops.msa_pwa_fwd(v, b, g, mask, "ieee", True, False, True, True, key)
+    for dy_gemm, nmajor in ((False, True), (True, False)):
+        torch.library.opcheck(ops.msa_pwa_bwd_prep, (dout, y, g, dy_gemm, nmajor, key))
+        dy, _, d, dyn = ops.msa_pwa_bwd_prep(dout, y, g, dy_gemm, nmajor, key)
+        torch.library.opcheck(ops.msa_pwa_bwd_gemms, (dy, dyn if nmajor else None, d, v, None, b, mask, m2, l2, p,
+                                                      "ieee", True, False, dy_gemm, True, True, key))
 
 
 def test_launch_order_falls_back_past_the_grid_limit():
@@ -353,6 +471,30 @@ def test_mask_broadcasts_and_matches_ligo_additive_mask():
     torch.testing.assert_close(ours[:, :, full], uniform.reshape(B, S, H * C), rtol=1e-5, atol=1e-5)
     as_float = pwa(v, b, g, pair[None].float())
     torch.testing.assert_close(ours, as_float, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("others_require_grad", [True, False], ids=["vbg", "mask_only"])
+def test_float_mask_requiring_grad(others_require_grad):
+    """A float mask that requires grad (made by a differentiable computation) is not differentiable
+    here, as in the reference (which compares it with 0): its gradient is None. With v, b and g
+    requiring grad their gradients meet the bar; with the mask alone the backward has nothing to do
+    (it used to unpack tensors the forward had not saved: "not enough values to unpack")."""
+    shape, dtype = (2, 3, 18, 2, 5), torch.float32
+    v, b, g, dout, mask = make_inputs(shape, dtype, True)
+    fmask = mask.float().requires_grad_()
+    if others_require_grad:
+        kernel = run(lambda *a: pwa(*a[:3], fmask), v, b, g, dout, mask, dtype)
+        ref_same = run(msa_pwa_reference, v, b, g, dout, mask, dtype)
+        ref64 = run(msa_pwa_reference, v, b, g, dout, mask, torch.float64)
+        assert_close_as_trifast(kernel, ref_same, ref64, dtype, "float mask requiring grad")
+        ins = [x.detach().requires_grad_() for x in (v, b, g)]
+        pwa(*ins, fmask).backward(dout)
+        assert all(x.grad is not None for x in ins)
+    else:
+        out = pwa(v, b, g, fmask)
+        torch.testing.assert_close(out, msa_pwa_reference(v, b, g, mask), rtol=1e-5, atol=1e-6)
+        out.backward(dout)
+    assert fmask.grad is None
 
 
 def test_module_is_a_drop_in_for_ligo_call():

@@ -27,6 +27,9 @@ from af3_kernels.msa_pwa.reference import masked_logits, msa_pwa_reference, refe
 from af3_kernels.msa_pwa.spec import LIGO_SOURCE
 
 LIGO_KERNEL = Path("src/models/components/msa_kernel.py")
+#: impl=fused: MSAPWAOptions fields changed from their defaults for A/B runs, e.g.
+#: AF3_MSA_PWA_OPTIONS=gemm_layout_in_backward=1 (options.parse_options; recorded in every row)
+OPTIONS_ENV = "AF3_MSA_PWA_OPTIONS"
 CHECK_ROWS, CHECK_SEQS = 32, 8  # the slice of (i, s) checked against float64: cheap at any R
 _ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
@@ -126,14 +129,23 @@ class MSAPWACase(KernelCase):
         if name == "fused":
             from af3_kernels.msa_pwa import launch
             from af3_kernels.msa_pwa.function import msa_pair_weighted_averaging
+            from af3_kernels.msa_pwa.options import parse_options
 
             precision, p_mode = self.precision, self.p_mode
+            changed = os.environ.get(OPTIONS_ENV, "")
+            try:
+                options = parse_options(changed)
+            except ValueError as exc:
+                raise CaseError(f"{OPTIONS_ENV}: {exc}") from None
 
             def fused(v, b, g, mask):
-                return msa_pair_weighted_averaging(v, b, g, mask, precision=precision, p_mode=p_mode)
+                return msa_pair_weighted_averaging(v, b, g, mask, precision=precision, p_mode=p_mode, options=options)
 
-            stored = launch.use_stored_p(p_mode, self.B, self.H, self.R, inputs.args[0].dtype)
-            return Implementation(fused, {"p_mode": "stored" if stored else "recompute"})
+            stored = launch.use_stored_p(p_mode, self.B, self.H, self.R, inputs.args[0].dtype, options)
+            facts = {"p_mode": "stored" if stored else "recompute"}
+            if changed.strip():
+                facts["options_changed"] = changed
+            return Implementation(fused, facts)
         if name == "torch":
             return Implementation(msa_pwa_reference, {"torch_matmul": self._torch_matmul()})
         if name == "compile":

@@ -14,12 +14,15 @@ fp32 dots: FMA ("ieee", exact products); "bf16x6" splits each operand into three
 the tensor cores (fp32-class error, faster on Ampere and newer; on Hopper its forward is the Gluon
 kernel of gluon_split.py); "bf16x3" / "tf32x3" / "tf32" trade accuracy for speed. The kernels are
 in kernels.py, their launches in launch.py, the implementation choices in options.py.
+
+Under torch.compile (fullgraph=True included) the call becomes the custom ops of ops.py, which run
+the same launches; eager calls go through the autograd Function below.
 """
 from __future__ import annotations
 
 import torch
 
-from af3_kernels.msa_pwa import launch
+from af3_kernels.msa_pwa import launch, ops
 from af3_kernels.msa_pwa.options import DEFAULT_OPTIONS, MSAPWAOptions
 
 
@@ -35,26 +38,35 @@ def _check(v, bias, g):
         raise ValueError(f"unsupported dtype {v.dtype}")
 
 
+def _plan(v, bias, g, precision, p_mode, layout, options, training):
+    """Checks, then the choices both paths hand the launches: (precision of the dots, P stored,
+    forward's gemm copy of v, dY' in the gemm layout)."""
+    _check(v, bias, g)
+    if precision not in launch.PRECISIONS:
+        raise ValueError(f"precision must be one of {launch.PRECISIONS}, not {precision!r}")
+    if not isinstance(options, MSAPWAOptions):
+        raise TypeError(f"options must be an MSAPWAOptions, not {type(options).__name__}")
+    B, S, R, H, C = v.shape
+    prec = precision if v.dtype == torch.float32 else "ieee"  # only matters for fp32 operands
+    stored = launch.use_stored_p(p_mode, B, H, R, v.dtype, options)
+    gemm = launch.use_gemm_layout(layout, v.dtype, S, C, training, options)
+    dy_gemm = gemm or launch.use_gemm_layout_in_backward(layout, v.dtype, prec, C, gemm, training, options)
+    return prec, stored, gemm, dy_gemm
+
+
 class MSAPairWeightedAveragingFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v, bias, g, mask=None, precision="ieee", p_mode="auto", layout="auto", grad_enabled=True,
                 options=DEFAULT_OPTIONS):
-        _check(v, bias, g)
-        if precision not in launch.PRECISIONS:
-            raise ValueError(f"precision must be one of {launch.PRECISIONS}, not {precision!r}")
-        if not isinstance(options, MSAPWAOptions):
-            raise TypeError(f"options must be an MSAPWAOptions, not {type(options).__name__}")
-        B, S, R, H, C = v.shape
-        # .contiguous() is a no-op for the usual inputs and never writes into the caller's tensor.
-        v, bias, g = v.contiguous(), bias.contiguous(), g.contiguous()
-        mask_u8, mstrides = launch.prepare_mask(mask, B, R, v.device)
-        prec = precision if v.dtype == torch.float32 else "ieee"  # only matters for fp32 operands
-        stored = launch.use_stored_p(p_mode, B, H, R, v.dtype, options)
         # needs_input_grad follows requires_grad even under torch.no_grad(): the caller's grad mode
         # decides whether the fp32 y and P are kept (H100 fp32 (128, 384, 8), inputs that require
         # grad under no_grad: 81.6 -> 74.5 us)
         training = grad_enabled and any(ctx.needs_input_grad[:3])
-        gemm = launch.use_gemm_layout(layout, v.dtype, S, C, training, options)
+        prec, stored, gemm, dy_gemm = _plan(v, bias, g, precision, p_mode, layout, options, training)
+        B, S, R, H, C = v.shape
+        # .contiguous() is a no-op for the usual inputs and never writes into the caller's tensor.
+        v, bias, g = v.contiguous(), bias.contiguous(), g.contiguous()
+        mask_u8, mstrides = launch.prepare_mask(mask, B, R, v.device)
         out, m2, l2, vop, y, p = launch.forward(v, bias, g, mask_u8, mstrides, prec, stored, gemm, training, options)
         if training:
             # P (stored mode: R*R*H, the size of the softmax eager autograd keeps) saves the backward
@@ -64,11 +76,19 @@ class MSAPairWeightedAveragingFunction(torch.autograd.Function):
             # after its first kernel, before dv, dbias and P are allocated, so it adds nothing to
             # the backward's peak. A second backward through the same graph cannot have it.
             ctx.y = y
+        ctx.training = training
         ctx.mstrides, ctx.precision, ctx.stored, ctx.gemm, ctx.options = mstrides, prec, stored, gemm, options
+        ctx.dy_gemm = dy_gemm
         return out
 
     @staticmethod
     def backward(ctx, dout):
+        # one slot per forward input; the mask and the settings have no gradient
+        none = (None,) * 6
+        if not ctx.training:
+            # Autograd calls this when only the mask requires grad (a float mask from a
+            # differentiable computation): the forward kept nothing, and no gradient is owed.
+            return (None, None, None) + none
         v, vop, bias, g, m2, l2, mask_u8, p = ctx.saved_tensors
         if ctx.y is None:
             raise RuntimeError("msa_pair_weighted_averaging supports one backward per forward: its fp32 "
@@ -76,8 +96,9 @@ class MSAPairWeightedAveragingFunction(torch.autograd.Function):
         y_owner, ctx.y = [ctx.y], None  # handed over: launch.backward drops the last reference early
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         dv, dbias, dg = launch.backward(dout, v, vop, bias, g, y_owner, mask_u8, ctx.mstrides, m2, l2,
-                                        ctx.precision, ctx.stored, ctx.gemm, need, ctx.options, p)
-        return dv, dbias, (dg if ctx.needs_input_grad[2] else None), None, None, None, None, None, None
+                                        ctx.precision, ctx.stored, ctx.gemm, need, ctx.options, p,
+                                        dy_gemm=ctx.dy_gemm)
+        return (dv, dbias, (dg if ctx.needs_input_grad[2] else None)) + none
 
 
 def msa_pair_weighted_averaging(v, b, g, mask=None, *, precision="ieee", p_mode="auto", layout="auto",
@@ -94,7 +115,13 @@ def msa_pair_weighted_averaging(v, b, g, mask=None, *, precision="ieee", p_mode=
     ("gemm"); "auto" picks the gemm copy for short channel pieces at large S (see
     launch.use_gemm_layout). ``options``: the implementation choices (options.py); the defaults
     are the measured best.
+    The mask is not differentiable (a float mask that requires grad gets no gradient). Inside
+    torch.compile the call is traced to the custom ops of ops.py (same launches, same results).
     """
+    if torch.compiler.is_compiling():  # traced by torch.compile: the custom ops of ops.py
+        training = torch.is_grad_enabled() and (v.requires_grad or b.requires_grad or g.requires_grad)
+        prec, stored, gemm, dy_gemm = _plan(v, b, g, precision, p_mode, layout, options, training)
+        return ops.apply(v, b, g, mask, prec, stored, gemm, training, dy_gemm, options)
     return MSAPairWeightedAveragingFunction.apply(v, b, g, mask, precision, p_mode, layout, torch.is_grad_enabled(),
                                                   options)
 

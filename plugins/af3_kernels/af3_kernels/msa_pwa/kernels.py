@@ -448,12 +448,17 @@ def _bwd_dbias_kernel(
     S, R, smb, smi, smj, H: tl.constexpr, C: tl.constexpr,
     HAS_MASK: tl.constexpr, P_STORED: tl.constexpr, DY_GEMM: tl.constexpr, V_GEMM: tl.constexpr,
     NMAJOR: tl.constexpr, IN_PREC: tl.constexpr, HEADS_FIRST: tl.constexpr, INTERP: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr, COMPENSATED: tl.constexpr = False,
 ):
     """dbias[i, j, h] = P[i, j] * (sum_n dY'[i, n] v[j, n] - D[i]) for one (b, h) and an (i, j) tile.
 
     NMAJOR: dY' and v are [B,H,S*C,R] copies, so both operands load contiguous along their M/N
-    dimension (i, j) rather than along the reduction n (what the fp32 FMA dot wants)."""
+    dimension (i, j) rather than along the reduction n (what the fp32 FMA dot wants).
+    COMPENSATED (fp32 at ieee and bf16x6): each n-block's dot starts from zero and its sum joins the
+    running one through a compensated (Kahan) add. One accumulator carried through every dot sums
+    the S*C products of dP one after another (the FMA dot, and Triton folds ``acc + dot(a, b, 0)``
+    back into that), whose rounding error grows with S*C: at S*C = 8192 to 65536 (C = 64, 128) it
+    exceeds 3x eager's, whose GEMM splits the reduction (see MSAPWAOptions.compensated_dbias)."""
     pid_j, pid_i, b, h = _program(H, HEADS_FIRST)
     offs_i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)
@@ -462,6 +467,8 @@ def _bwd_dbias_kernel(
     dbase, dstride = _view(b, h, S, R, H, C, DY_GEMM)
     vbase, vstride = _view(b, h, S, R, H, C, V_GEMM)
     acc = tl.zeros([BLOCK_I, BLOCK_J], dtype=tl.float32)
+    if COMPENSATED:
+        comp = tl.zeros([BLOCK_I, BLOCK_J], dtype=tl.float32)  # the low part acc has lost (Kahan)
     for n0 in range(0, S * C, BLOCK_N):  # the reduction over s stays inside: no S*R*R tensor
         if NMAJOR:
             offs_n = n0 + tl.arange(0, BLOCK_N)
@@ -470,13 +477,20 @@ def _bwd_dbias_kernel(
             col = head + offs_n.to(tl.int64)[:, None] * R
             dyn = tl.load(dy_ptr + col + offs_i[None, :], mask=kmask & imask[None, :], other=0.0)
             vn = tl.load(v_ptr + col + offs_j[None, :], mask=kmask & jmask[None, :], other=0.0)
-            acc = _dot(tl.trans(dyn), vn, acc, IN_PREC, INTERP)
+            a = tl.trans(dyn)
+            bt = vn
         else:
             doff, nmask = _n_offsets(n0, S, R, H, C, BLOCK_N, DY_GEMM)
             voff, _ = _n_offsets(n0, S, R, H, C, BLOCK_N, V_GEMM)
-            dy = _xtile(dy_ptr, dbase, dstride, offs_i, R, doff, nmask)
-            vt = _xtile(v_ptr, vbase, vstride, offs_j, R, voff, nmask)
-            acc = _dot(dy, tl.trans(vt), acc, IN_PREC, INTERP)
+            a = _xtile(dy_ptr, dbase, dstride, offs_i, R, doff, nmask)
+            bt = tl.trans(_xtile(v_ptr, vbase, vstride, offs_j, R, voff, nmask))
+        if COMPENSATED:
+            part = _dot(a, bt, tl.zeros([BLOCK_I, BLOCK_J], dtype=tl.float32), IN_PREC, INTERP) - comp
+            total = acc + part
+            comp = (total - acc) - part
+            acc = total
+        else:
+            acc = _dot(a, bt, acc, IN_PREC, INTERP)
     p = _p_tile(bias_ptr, mask_ptr, m2_ptr, l2_ptr, p_ptr, b, h, offs_i, offs_j, R, H, smb, smi, smj,
                 HAS_MASK, P_STORED).to(tl.float32)
     d = tl.load(d_ptr + (b * H + h) * R + offs_i, mask=imask, other=0.0)

@@ -6,7 +6,9 @@ The forward: the statistics kernel (and P, when stored), then one GEMM kernel: t
 forward (fp32 bf16x6 from a stored P on Hopper), the TMA forward (16-bit, stored P, large enough),
 or the pointer-load forward. On Hopper the pointer-load and TMA forwards are launched while the
 statistics kernel runs (programmatic dependent launch) and wait for it on the GPU.
-The backward: an elementwise prep kernel (dY', dg, D), then the dv and dbias GEMMs.
+The backward: an elementwise prep kernel (dY', dg, D), then the dv and dbias GEMMs
+(backward_prep, backward_gemms: two steps, so that ops.py can run them as two custom ops with the
+forward's fp32 y released between them).
 """
 from __future__ import annotations
 
@@ -283,47 +285,107 @@ def forward(v, bias, g, mask_u8, mstrides, precision, stored, gemm, keep_y, opts
     return out, m2, l2, vop, y, p
 
 
-def backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precision, stored, gemm, need, opts, p=None):
-    """dv, dbias, dg; ``vop`` is v in the layout the forward read (``gemm``: [B,H,R,S*C]);
-    ``y_owner`` a list holding the only reference to the forward's fp32 y = sum_j P v (taken here
-    and released after the first kernel); ``p`` the forward's stored P, rebuilt here when None."""
-    y = y_owner.pop()
-    B, R, _, H = bias.shape
-    C = g.shape[-1]
-    S = g.shape[1]
+def use_gemm_layout_in_backward(layout: str, dtype, precision: str, C: int, gemm: bool, training: bool,
+                                opts: MSAPWAOptions = DEFAULT_OPTIONS) -> bool:
+    """Whether a backward after a forward that read v in place reads dY' and v from gemm-layout copies
+    of its own (opts.gemm_layout_in_backward): with layout "auto", a backward to follow, channel
+    pieces of under 32 bytes (the flat GEMM tiles are made of half sectors there) and tensor-core
+    dots (the FMA path's dbias has n-major copies of its own). The prep kernel writes dY' in the gemm
+    layout, v is copied after y is released, and dbias runs before dv so the copy is gone before dv
+    is allocated: the backward's peak stays that of the flat one, and nothing extra is kept between
+    forward and backward (opts.gemm_layout_for_backward keeps the forward's copy of v instead)."""
+    return (opts.gemm_layout_in_backward and layout == "auto" and training and not gemm
+            and not fma(dtype, precision) and C * torch.finfo(dtype).bits // 8 < 32)
+
+
+def dbias_nmajor(need_bias: bool, dtype, precision: str, opts: MSAPWAOptions = DEFAULT_OPTIONS) -> bool:
+    """Whether dbias reads n-major copies of dY' and v (opts.fma_dbias_nmajor, the FMA path)."""
+    return need_bias and opts.fma_dbias_nmajor and fma(dtype, precision)
+
+
+def compensated_dbias(dtype, precision: str, opts: MSAPWAOptions = DEFAULT_OPTIONS) -> bool:
+    """Whether dbias sums its n-blocks with compensation (opts.compensated_dbias; fp32 at the
+    precisions held to exact fp32's bar, ieee and bf16x6)."""
+    return opts.compensated_dbias and dtype == torch.float32 and precision in ("ieee", "bf16x6")
+
+
+def backward_prep(dout, y, g, dy_gemm: bool, nmajor: bool, opts: MSAPWAOptions):
+    """The backward's elementwise kernel: (dY' in the gemm layout when ``dy_gemm``, else flat; dg;
+    D, zeroed then accumulated atomically; with ``nmajor`` an n-major copy of dY', else None)."""
+    B, S, R, H, C = g.shape
     dout = dout.contiguous()
-    dy = new((B, H, R, S * C) if gemm else g.shape, g.dtype, g.device, opts)  # dout * sigmoid(g): a GEMM operand
+    dy = new((B, H, R, S * C) if dy_gemm else g.shape, g.dtype, g.device, opts)  # dout * sigmoid(g): a GEMM operand
     dg = new(g.shape, g.dtype, g.device, opts)
     d = torch.zeros((B, H, R), dtype=torch.float32, device=g.device)  # accumulated atomically
-    need_v, need_bias = need
-    nmajor = need_bias and opts.fma_dbias_nmajor and fma(g.dtype, precision)
     dyn = new((B, H, S * C, R), g.dtype, g.device, opts) if nmajor else dy
     ecfg = elementwise_config(opts)
     shape, order = grid(triton.cdiv(S * C, ecfg["BLOCK_N"]), triton.cdiv(R, ecfg["BLOCK_I"]), B * H, opts.heads_first)
-    k._bwd_prep_kernel[shape](dout, y, g, dy, dg, d, S, R, H, C, gemm, dyn, nmajor, **order, INTERP=interpreting(),
-                              **ecfg)
-    del y  # the last reference: y's memory returns before dv, dbias and P are allocated
+    k._bwd_prep_kernel[shape](dout, y, g, dy, dg, d, S, R, H, C, dy_gemm, dyn, nmajor, **order,
+                              INTERP=interpreting(), **ecfg)
+    return dy, dg, d, (dyn if nmajor else None)
+
+
+def backward_gemms(dy, dyn, d, v, vop, bias, mask_u8, mstrides, m2, l2, p, precision, stored, gemm, dy_gemm, need,
+                   opts: MSAPWAOptions):
+    """dv and dbias (None where ``need`` = (need_v, need_bias) says so) from the prep kernel's dY'
+    (``dy``, gemm layout when ``dy_gemm``; ``dyn`` its n-major copy or None) and D; ``p`` the
+    stored P, rebuilt here when None. With ``dy_gemm`` after a flat forward (``gemm`` False; see
+    use_gemm_layout_in_backward) v is copied to the gemm layout here and dbias runs first."""
+    B, R, _, H = bias.shape
+    S, C = v.shape[1], v.shape[4]
+    need_v, need_bias = need
     if stored and (need_v or need_bias) and p is None:
         _, _, p = softmax_stats(bias, mask_u8, mstrides, B, R, H, True, opts, m2, l2)
     common = dict(HAS_MASK=mask_u8 is not None, P_STORED=stored, IN_PREC=precision, INTERP=interpreting())
     mk = mask_u8 if mask_u8 is not None else bias
     pp = p if p is not None else m2
-    dv = dbias = None
-    if need_v:
-        dv = new(g.shape, g.dtype, g.device, opts)
-        cfg = config("dv", g.dtype, precision, opts)
+    dtype = dy.dtype
+
+    def run_dv():
+        dv = new(v.shape, dtype, v.device, opts)
+        cfg = config("dv", dtype, precision, opts)
         shape, order = grid(triton.cdiv(S * C, cfg["BLOCK_N"]), triton.cdiv(R, cfg["BLOCK_J"]), B * H, opts.heads_first)
-        k._bwd_dv_kernel[shape](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, DY_GEMM=gemm, **order, **common,
-                                **cfg)
-    if need_bias:
+        k._bwd_dv_kernel[shape](dy, dv, bias, mk, m2, l2, pp, S, R, *mstrides, H, C, DY_GEMM=dy_gemm, **order,
+                                **common, **cfg)
+        return dv
+
+    def run_dbias(dy_op, v_op, dbias_dy_gemm, v_gemm, nmajor):
         dbias = new(bias.shape, bias.dtype, bias.device, opts)
-        cfg = config("dbias", g.dtype, precision, opts)
+        cfg = config("dbias", dtype, precision, opts)
         shape, order = grid(triton.cdiv(R, cfg["BLOCK_J"]), triton.cdiv(R, cfg["BLOCK_I"]), B * H, opts.heads_first)
-        if nmajor:
-            k._bwd_dbias_kernel[shape](dyn, to_gemm_layout(v, opts, nmajor=True), d, dbias, bias, mk, m2, l2, pp,
-                                       S, R, *mstrides, H, C, DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=True, **order,
-                                       **common, **cfg)
+        k._bwd_dbias_kernel[shape](dy_op, v_op, d, dbias, bias, mk, m2, l2, pp, S, R, *mstrides, H, C,
+                                   DY_GEMM=dbias_dy_gemm, V_GEMM=v_gemm, NMAJOR=nmajor, **order, **common, **cfg,
+                                   COMPENSATED=compensated_dbias(dtype, precision, opts))
+        return dbias
+
+    dv = dbias = None
+    if dy_gemm and not gemm:  # the backward's own gemm copy of v, released before dv is allocated
+        if need_bias:
+            dbias = run_dbias(dy, to_gemm_layout(v, opts), True, True, False)
+        if need_v:
+            dv = run_dv()
+        return dv, dbias
+    if need_v:
+        dv = run_dv()
+    if need_bias:
+        if dyn is not None:
+            dbias = run_dbias(dyn, to_gemm_layout(v, opts, nmajor=True), gemm, gemm, True)
         else:
-            k._bwd_dbias_kernel[shape](dy, vop, d, dbias, bias, mk, m2, l2, pp, S, R, *mstrides, H, C,
-                                       DY_GEMM=gemm, V_GEMM=gemm, NMAJOR=False, **order, **common, **cfg)
+            dbias = run_dbias(dy, vop, gemm, gemm, False)
+    return dv, dbias
+
+
+def backward(dout, v, vop, bias, g, y_owner, mask_u8, mstrides, m2, l2, precision, stored, gemm, need, opts, p=None,
+             dy_gemm=None):
+    """dv, dbias, dg; ``vop`` is v in the layout the forward read (``gemm``: [B,H,R,S*C]);
+    ``y_owner`` a list holding the only reference to the forward's fp32 y = sum_j P v (taken here
+    and released after the first kernel); ``p`` the forward's stored P, rebuilt here when None;
+    ``dy_gemm``: dY' in the gemm layout (default: as the forward's ``gemm``; True after a flat
+    forward: see use_gemm_layout_in_backward)."""
+    y = y_owner.pop()
+    dy_gemm = gemm if dy_gemm is None else dy_gemm
+    dy, dg, d, dyn = backward_prep(dout, y, g, dy_gemm, dbias_nmajor(need[1], g.dtype, precision, opts), opts)
+    del y  # the last reference: y's memory returns before dv, dbias and P are allocated
+    dv, dbias = backward_gemms(dy, dyn, d, v, vop, bias, mask_u8, mstrides, m2, l2, p, precision, stored, gemm,
+                               dy_gemm, need, opts)
     return dv, dbias, dg

@@ -7,7 +7,7 @@ by side (pytest-xdist, one process per worker, or several in one process).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 
@@ -53,6 +53,21 @@ class MSAPWAOptions:
     #: kernel runs and waits for its results on the GPU (griddepcontrol), hiding the launch gap
     #: between the two (H100, same run: bf16 (128, 384, 8) 33.4 -> 32.9 us, fp32 75.0 -> 74.7)
     use_pdl: bool = True
+    #: fp32 dbias at ieee and bf16x6: each n-block's dot into a fresh accumulator, added to the running
+    #: sum with Kahan compensation (kernels._bwd_dbias_kernel). Off, the FMA path (ieee) sums all
+    #: n = S*C products of dP in one running accumulator, whose error grows with S*C past the bar
+    #: (3x eager fp32's against float64) at large C: a numpy emulation of that order at (B, S, R, H,
+    #: C) = (1, 128, 64, 1, 128) gave 6.9e-4 against a bar of 1.5e-4 (CPU eager's error), compensated
+    #: 1.1e-5; bf16x6 already adds each dot's sum in fp32 (Triton's split), uncompensated. Costs four
+    #: fp32 adds per accumulator element per n-block (against BLOCK_N FMAs) and, on the FMA path at
+    #: the default tile, 96 instead of 61 registers (ptxas, sm_90). Not yet timed on a GPU.
+    compensated_dbias: bool = True
+    #: bf16/fp16 forward+backward at short channel pieces (C of under 32 bytes) with layout="auto" and
+    #: a forward that read v in place: the backward reads dY' and v from gemm-layout copies of its own
+    #: (launch.use_gemm_layout_in_backward): the operands of layout="gemm"'s backward (H100 (128, 384,
+    #: 8): 135 us fwd+bwd against 164-171 flat), without its copy of v kept from the forward, nor a
+    #: higher backward peak. Same results bit for bit. Not yet measured: off until it is.
+    gemm_layout_in_backward: bool = False
 
     def with_overrides(self, **configs: Mapping[str, Any]) -> "MSAPWAOptions":
         """A copy with ``configs`` (kernel name -> configuration) added to ``config_overrides``."""
@@ -60,3 +75,27 @@ class MSAPWAOptions:
 
 
 DEFAULT_OPTIONS = MSAPWAOptions()
+
+
+def parse_options(text: str, base: MSAPWAOptions = DEFAULT_OPTIONS) -> MSAPWAOptions:
+    """``base`` with the fields named in ``text`` ("name=value,name=value"; booleans as 1/0,
+    true/false, on/off; integers as written) replaced: how the benchmark case takes options from
+    its environment (case.OPTIONS_ENV) for A/B runs. config_overrides cannot be set this way."""
+    kinds = {f.name: f.type for f in fields(MSAPWAOptions)}
+    changes: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = (x.strip() for x in item.partition("="))
+        kind = kinds.get(name)
+        if not sep or kind not in ("bool", "int", bool, int):
+            known = ", ".join(n for n, k in kinds.items() if k in ("bool", "int", bool, int))
+            raise ValueError(f"{item!r}: expected name=value with name one of {known}")
+        if kind in ("bool", bool):
+            if value.lower() not in ("1", "0", "true", "false", "on", "off"):
+                raise ValueError(f"{item!r}: {name} takes 1/0, true/false or on/off")
+            changes[name] = value.lower() in ("1", "true", "on")
+        else:
+            try:
+                changes[name] = int(value)
+            except ValueError:
+                raise ValueError(f"{item!r}: {name} takes an integer") from None
+    return replace(base, **changes)

@@ -14,7 +14,8 @@ Parts (B=1, H=8; the target shapes of FWD_SHAPES and FWDBWD_SHAPES):
   gluon-split  the Gluon bf16x6 forward's configurations (Hopper)
   options      each on/off choice of MSAPWAOptions flipped from its default, at every target shape
   elementwise  the tile of the layout copy and the backward's prep kernel
-  profile      each kernel's own GPU time at the defaults (torch.profiler)
+  profile      each kernel's own GPU time at the defaults (torch.profiler), and bf16 fwd+bwd with
+               gemm_layout_in_backward
 Configurations and options reach the kernels through an MSAPWAOptions object: nothing global is
 changed. Every measurement is also one JSON line in --out. The implementations side by side (eager,
 torch.compile, Ligo's kernel) are ``af3 bench --plugin kernels``'s job, not this script's.
@@ -288,11 +289,11 @@ class Sweep:
         self.configs("elementwise", CANDIDATES[("elementwise", None)],
                      lambda opts: caller(fused("gemm", "ieee", opts), v, b, g, dout, "fwd"), "fwd bf16 128,384,8 gemm")
 
-    def profile(self, direction, dtype, S, R, C, layout):
+    def profile(self, direction, dtype, S, R, C, layout, options: MSAPWAOptions = DEFAULT_OPTIONS, note=""):
         from torch.profiler import ProfilerActivity, profile
 
         v, b, g, dout = inputs(dtype, S, R, C, grad=direction != "fwd")
-        call = caller(fused(layout), v, b, g, dout, direction)
+        call = caller(fused(layout, options=options), v, b, g, dout, direction)
         for _ in range(3):
             call()
         torch.cuda.synchronize()
@@ -307,7 +308,7 @@ class Sweep:
             t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
             if t > 0:  # every kernel, the L2 flush's fill among them (about as long as the flush)
                 kernels[e.key] = t / n
-        tag = f"{direction} {dtype} S={S} R={R} C={C} {layout}"
+        tag = f"{direction} {dtype} S={S} R={R} C={C} {layout}{note}"
         print(f"  profile {tag}: " + ", ".join(f"{k[:40]} {t:.1f}" for k, t in sorted(kernels.items(),
                                                                                    key=lambda kv: -kv[1])), flush=True)
         self.emit(part="profile", tag=tag, kernels_us=kernels)
@@ -348,9 +349,12 @@ def main(argv=None):
         sweep.elementwise()
     if "profile" in parts:
         for direction, shape in (("fwd", ("bf16", 128, 384, 8)), ("fwd", ("fp32", 128, 384, 8)),
-                                 ("fwdbwd", ("fp32", 128, 384, 8))):
+                                 ("fwdbwd", ("fp32", 128, 384, 8)), ("fwdbwd", ("bf16", 128, 384, 8))):
             for layout in ("flat", "gemm"):
                 sweep.profile(direction, *shape, layout)
+        # a flat forward, the backward on gemm-layout copies of its own (MSAPWAOptions.gemm_layout_in_backward)
+        sweep.profile("fwdbwd", "bf16", 128, 384, 8, "auto", MSAPWAOptions(gemm_layout_in_backward=True),
+                      " gemm_layout_in_backward")
 
 
 if __name__ == "__main__":
