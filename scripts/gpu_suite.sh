@@ -57,7 +57,7 @@ for step in $STEPS; do
   case $step in
     tests)
       log "pytest on the GPU"
-      timeout 900 python3 -m pytest -q -rs -p no:cacheprovider -n "${AF3_TEST_WORKERS:-8}" tests plugins \
+      timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -p no:cacheprovider -n "${AF3_TEST_WORKERS:-8}" tests plugins \
         2>&1 | tee "$RUNS/tests.txt" | tail -n 30
       ;;
     harness)

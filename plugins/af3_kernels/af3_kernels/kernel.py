@@ -46,6 +46,10 @@ class Implementation:
     before: Callable[[], None] | None = None
     # a non-finite output fails the case; False: recorded only (a foreign kernel's known defect)
     must_be_finite: bool = True
+    # the implementation's own inputs, when it takes another layout than the case's (copies made
+    # untimed at setup): the runner then calls fn(*inputs.args) and differentiates with respect to
+    # inputs.grad_args with inputs.dout instead of the case's; check() receives these inputs
+    inputs: Inputs | None = None
 
 
 class KernelCase:

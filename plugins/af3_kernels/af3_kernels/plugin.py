@@ -35,7 +35,7 @@ def register_plugins(register):
         # On a CPU the Triton kernels run in Triton's interpreter (minutes at S=128, R=64), so the
         # quick CPU default is a smoke run of a small shape (seconds), not a performance figure.
         default_seq_lens={"cpu": (32,), "cuda": (384,)},
-        presets={"cpu-smoke": {"S": 4, "reps": 1}},
+        presets={"cpu-smoke": {"S": 4, "rows": 4, "reps": 1}},
         default_preset={"cpu": "cpu-smoke"},
         default_passes=3,
         settings=registry.plugin_settings(),

@@ -47,6 +47,7 @@ from af3_kernels.kernel import DTYPES, KernelCase, KernelSpec
 #: One line per kernel: the module holding its ``SPEC``.
 SPEC_MODULES = (
     "af3_kernels.msa_pwa.spec",
+    "af3_kernels.evo_attn.spec",
 )
 
 TIMINGS = ("auto", "events", "graph")

@@ -78,6 +78,8 @@ class KernelRunner(Runner):
         generator = torch.Generator(self.device).manual_seed(0)
         self.inputs = self.kcase.make_inputs(dtype, self.direction != "fwd", generator)
         self.implementation = self.kcase.implementation(self.impl, self.inputs, self.direction)
+        if self.implementation.inputs is not None:  # the implementation's own layout
+            self.inputs = self.implementation.inputs
         self.fn = self.implementation.fn
         self._out = None
         self.rates = self._rates()
