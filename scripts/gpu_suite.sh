@@ -57,8 +57,11 @@ for step in $STEPS; do
   case $step in
     tests)
       log "pytest on the GPU"
-      timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -p no:cacheprovider -n "${AF3_TEST_WORKERS:-8}" tests plugins \
-        2>&1 | tee "$RUNS/tests.txt" | tail -n 30
+      timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -p no:cacheprovider -n "${AF3_TEST_WORKERS:-8}" \
+        -m "not timing" tests plugins 2>&1 | tee "$RUNS/tests.txt" | tail -n 30
+      log "pytest: timing comparisons, alone on the GPU"
+      timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -s -p no:cacheprovider -m timing tests plugins \
+        2>&1 | tee "$RUNS/tests_timing.txt" | tail -n 12
       ;;
     harness)
       log "harness overhead"

@@ -2,6 +2,7 @@
 take a command down: not by raising (SystemExit included) at import, not with a check that hangs
 or raises, not with a hook that raises, not by claiming another plugin's name."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -125,7 +126,7 @@ def test_registering_and_checking_imports_no_framework(plugin_site, module):
     code = (f"import sys, importlib; m = importlib.import_module({module!r}); found = []; "
             "m.register_plugins(register=found.append); [p.availability() for p in found]; "
             f"print(sorted(x for x in {HEAVY!r} if x in sys.modules))")
-    env = {"PYTHONPATH": f"{plugin_site}:{ROOT}", "PATH": ""}
+    env = {"PYTHONPATH": os.pathsep.join([str(plugin_site), str(ROOT), os.environ.get("PYTHONPATH", "")]), "PATH": ""}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode and "ModuleNotFoundError" in proc.stderr:
         pytest.skip(f"{module} is not installed here")

@@ -40,6 +40,18 @@ def apply_memory_env(preallocate: bool) -> None:
     os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true" if preallocate else "false"
 
 
+def use_cpu_backend() -> None:
+    """Make the CPU JAX's default backend (before JAX initialises its backends)."""
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    if "jax" in sys.modules:  # in-process: effective only while no backend is initialised yet
+        import jax
+
+        try:
+            jax.config.update("jax_platforms", "cpu")
+        except Exception:  # noqa: BLE001 - a backend is already up: the env var above stays for workers
+            pass
+
+
 def import_source() -> tuple[source_mod.Source, dict[str, str], dict[str, Any]]:
     """Locate and import DeepMind's package with stand-ins only where modules are absent."""
     try:

@@ -19,6 +19,11 @@ class DeepMindRunner(Runner):
         settings = self.case.settings
         # Before JAX creates its GPU client, which reads the variable once.
         build.apply_memory_env(bool(settings.get("preallocate", False)))
+        if self.case.device_type == "cpu":
+            # On a machine with a GPU, JAX's default backend would still be the GPU, and tokamax
+            # picks its kernels by the default backend: Pallas-Triton kernels lowered for a CPU
+            # array fail ("Only interpret mode is supported on CPU backend").
+            build.use_cpu_backend()
         try:
             self._built = build.build(self.case.mode, self.case.seq_len, settings, self.case.device_type)
         except build.BuildError as exc:

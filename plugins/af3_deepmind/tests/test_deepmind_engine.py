@@ -110,14 +110,17 @@ def test_nonfinite_output_fails_the_pass():
     import jax
     import numpy as np
 
-    from af3core import Case, NonFiniteOutput
+    from af3core import Case, NonFiniteOutput, devices
     from af3_deepmind.runner import DeepMindRunner
     from af3_deepmind.settings import PRESETS, SETTINGS
 
     settings = {k: s.default for k, s in SETTINGS.items()}
     settings.update(PRESETS["small"], recycles=0)
     old = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")
-    runner = DeepMindRunner(Case(plugin="deepmind", mode="trunk", seq_len=16, device="cpu", settings=settings))
+    # On the machine's best device: in a test process that may already hold JAX's GPU backend, a
+    # CPU case cannot make the CPU the default any more (workers can: each is a fresh process).
+    device = "cuda" if devices.gpu_count() else "cpu"
+    runner = DeepMindRunner(Case(plugin="deepmind", mode="trunk", seq_len=16, device=device, settings=settings))
     try:
         runner.setup()
         params = runner._built.params

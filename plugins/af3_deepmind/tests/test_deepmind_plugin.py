@@ -69,7 +69,7 @@ def fake_checkout(root, commit: str | None = "abc1234"):
 def test_missing_source_is_unavailable_with_the_fix(no_source_anywhere):
     availability = plugin.check()
     assert not availability.ok
-    assert "source was not found" in availability.reason and "no importable alphafold3" in availability.reason
+    assert "was not found" in availability.reason and "no importable alphafold3" in availability.reason
     assert "AF3_DEEPMIND_SRC" in availability.fix
     assert "github.com/google-deepmind/alphafold3" in availability.fix and "c0f97ed" in availability.fix
 

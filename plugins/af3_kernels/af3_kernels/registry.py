@@ -125,11 +125,14 @@ def defaults() -> dict[str, Any]:
 
 
 def resolve_timing(timing: str, device_type: str, direction: str) -> str:
-    """"auto": CUDA-graph replays on a CUDA GPU for fwd and fwdbwd; CUDA events for bwd (its
-    untimed forward cannot sit outside the graph) and on a CPU (wall clock there)."""
+    """"auto": CUDA-graph replays on a CUDA GPU for fwd and fwdbwd, CUDA events for bwd (its
+    untimed forward cannot sit outside the graph). On a CPU every timing is the wall clock around
+    each call, and rows say "wall"."""
+    if device_type != "cuda":
+        return "wall"
     if timing != "auto":
         return timing
-    return "graph" if device_type == "cuda" and direction != "bwd" else "events"
+    return "graph" if direction != "bwd" else "events"
 
 
 def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:

@@ -104,7 +104,7 @@ def test_seed_source_found_through_the_engine_locator(monkeypatch):
 def test_timing_auto_resolves_per_device_and_direction():
     resolve = registry.resolve_timing
     assert [resolve("auto", "cuda", d) for d in ("fwd", "bwd", "fwdbwd")] == ["graph", "events", "graph"]
-    assert {resolve("auto", "cpu", d) for d in ("fwd", "bwd", "fwdbwd")} == {"events"}
+    assert {resolve(t, "cpu", d) for d in ("fwd", "bwd", "fwdbwd") for t in ("auto", "events")} == {"wall"}
     assert resolve("events", "cuda", "fwd") == "events" and resolve("graph", "cuda", "fwd") == "graph"
 
 
@@ -214,8 +214,8 @@ def test_fused_rows_on_cpu(mode):
                     "(the harness runs each case in a fresh process); set it in the environment")
     facts, compiled, row, _ = run_case(mode, "fused", mask=True)
     assert facts["triton_interpret"] is True
-    # timing auto is events on a CPU, recorded both in the setup facts and in every pass row
-    assert facts["timing"] == "events" and row["timing"] == "events"
+    # on a CPU the timing is the wall clock, recorded both in the setup facts and in every pass row
+    assert facts["timing"] == "wall" and row["timing"] == "wall"
     assert facts["precision"] == "ieee" and facts["p_mode"] in ("stored", "recompute")
     assert facts["floor_ms"] > 0 and facts["floor_bound"] in ("memory", "fma", "tensor", "exp")
     assert facts["floor_rates"]["gpu"] == "H100 SXM"
@@ -259,10 +259,10 @@ def test_bad_settings_are_case_errors_before_any_work(changes, mode, device, mes
 
 
 def test_timing_recorded_in_rows():
-    """The timing used is in the facts and in every pass row (events on a CPU; graph on a GPU)."""
+    """The timing used is in the facts and in every pass row (the wall clock on a CPU; graph on a GPU)."""
     device = "cuda" if CUDA else "cpu"
     facts, _, row, _ = run_case("fwd", "torch", device=device)
-    expect = "graph" if CUDA else "events"
+    expect = "graph" if CUDA else "wall"
     assert facts["timing"] == expect and row["timing"] == expect
     assert row["elapsed_ms"] > 0 and row["reps"] == 2
 

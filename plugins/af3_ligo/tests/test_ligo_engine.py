@@ -121,8 +121,9 @@ def test_non_finite_outputs_fail_the_pass():
                     reason="af3-kernels is not installed (pip install -e plugins/af3_kernels)")
 def test_torch_and_fused_give_the_same_model_output():
     """Re-randomised weights (the repo zero-initialises the MSA branch's output projection), 16
-    tokens, 4 MSA rows; the fused kernel runs in Triton's interpreter in a fresh process (it must see
-    TRITON_INTERPRET=1 before triton is first imported). A third run with the averaging replaced by
+    tokens, 4 MSA rows, on the GPU when there is one; without one the fused kernel runs in Triton's
+    interpreter in a fresh process (it must see TRITON_INTERPRET=1 before triton is first imported).
+    A third run with the averaging replaced by
     zeros shows the comparison can fail."""
     script = textwrap.dedent("""
         import json, torch
@@ -130,6 +131,7 @@ def test_torch_and_fused_give_the_same_model_output():
         from af3_ligo import passes
         from af3_ligo.runner import LigoRunner
         from af3_ligo.settings import DEFAULTS, SMALL
+        DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
         class Zero(torch.nn.Module):
             def forward(self, v, b, g, *rest):
@@ -137,25 +139,31 @@ def test_torch_and_fused_give_the_same_model_output():
 
         def trunk(impl, zero_msa=False):
             s = {**DEFAULTS, **SMALL, "msa_impl": impl, "weights": "random", "msa_rows": 4, "cycles": 1}
-            r = LigoRunner(Case(plugin="ligo", mode="trunk", seq_len=16, device="cpu", settings=s))
+            r = LigoRunner(Case(plugin="ligo", mode="trunk", seq_len=16, device=DEVICE, settings=s))
             r.setup()
             if zero_msa:
                 for m in r.model.modules():
                     if type(m).__name__ == "MSAPairWeightedAveraging":
                         m.msa = Zero()
-            passes.run_pass(r.model, r.batch, "fp32", "cpu")
-            return r.capture.outputs
+            passes.run_pass(r.model, r.batch, "fp32", DEVICE)
+            return {k: v.double().cpu() for k, v in r.capture.outputs.items()}
 
         a, b, z = trunk("torch"), trunk("fused"), trunk("torch", zero_msa=True)
         rel = lambda x, y: ((x - y).abs().max() / y.abs().max()).item()
         print(json.dumps({k: [rel(b[k], a[k]), rel(z[k], a[k])] for k in a}))
     """)
-    env = dict(os.environ, TRITON_INTERPRET="1", AF3_LIGO_SRC=str(SRC.root))
+    env = dict(os.environ, AF3_LIGO_SRC=str(SRC.root))
+    if not torch.cuda.is_available():
+        env["TRITON_INTERPRET"] = "1"
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # CPU: 1e-4. CUDA: 1e-3; the H200 gave 3.0e-4 on s_trunk (2026-12-03): the fp32 GPU paths
+    # (cuBLAS, the fused kernel) sum in other orders than the CPU, and the trunk's LayerNorms
+    # amplify it; still 30x below what removing the averaging changes.
+    tolerance = 1e-3 if torch.cuda.is_available() else 1e-4
     for name, (fused_err, zero_err) in result.items():
-        assert fused_err < 1e-4, f"{name}: fused differs from torch by {fused_err:.2e} (relative)"
+        assert fused_err < tolerance, f"{name}: fused differs from torch by {fused_err:.2e} (relative)"
         assert zero_err > 1e-2, f"{name}: removing the MSA averaging changed only {zero_err:.2e}: vacuous check"
 
 

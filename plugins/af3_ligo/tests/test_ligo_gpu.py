@@ -53,6 +53,7 @@ def _median_ms(tmp_path, *extra: str) -> float:
     return float(row["median_ms"])
 
 
+@pytest.mark.timing
 def test_harness_median_agrees_with_a_bare_loop_within_3_percent(tmp_path):
     bare_ms = _median_ms(tmp_path, "--in-process")
     harness_ms = _median_ms(tmp_path)

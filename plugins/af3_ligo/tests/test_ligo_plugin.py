@@ -166,7 +166,7 @@ def test_source_is_found_in_a_third_party_folder(monkeypatch, tmp_path):
     monkeypatch.setattr(af3core.source, "third_party_dirs", lambda: [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(SourceNotFound) as info:
         source.SOURCE.locate()
-    assert "source was not found" in info.value.reason and "AF3_LIGO_SRC" in info.value.reason
+    assert "was not found" in info.value.reason and "AF3_LIGO_SRC" in info.value.reason
     assert "git clone https://github.com/Ligo-Biosciences/AlphaFold3" in info.value.fix
     assert "621531e" in info.value.fix
     checkout = fake_checkout(tmp_path / "b" / "alphafold3_ligo")

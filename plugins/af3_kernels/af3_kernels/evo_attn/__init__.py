@@ -42,7 +42,8 @@ bf16 triangle attention; case.evo_attn_floor has the arithmetic)
   instructions per logit (1.06 MUFU), so instruction issue (4 warp-instructions per clock per SM)
   rather than MUFU (16 exps per clock per SM) is the nearer limit: ~0.08 against ~0.066 clocks
   per logit per SM, i.e. ~1.2-1.5x the exp floor when the tensor-core work overlaps (70-90 us at
-  N = 384; target 116). BLOCK_N 128 with ROWS 2 gets ~9 per logit at 255 registers (tune.py).
+  N = 384; target 116). Measured on the H200 with Triton 3.6: 297 us (docs/BENCHMARKS.md), so
+  this estimate is missing what Triton 3.6 makes of the loop. BLOCK_N 128 with ROWS 2 gets ~9 per logit at 255 registers (tune.py).
   ``options.poly_exp_rows`` moves the exponentials of some rows of each group to a degree-3
   polynomial on the FMA units (FlashAttention-4's trick): it pays only while MUFU, not issue, is
   the limit; measure it (tune.py --poly 0,1).

@@ -205,9 +205,15 @@ def _masked(t, keep, n_ok, HAS_MASK: tl.constexpr, EVEN_N: tl.constexpr):
 
 @triton.jit
 def _qk(a, b, bias_s, HAS_BIAS: tl.constexpr, IN_PREC: tl.constexpr, INTERP: tl.constexpr):
-    """t = a @ b (+ bias / scale): the bias enters as the product's accumulator, so the base-2 logit
-    is t * scale * log2(e), folded into each exponential's one multiply-add."""
-    if HAS_BIAS:
+    """t = a @ b (+ bias / scale), so the base-2 logit is t * scale * log2(e), folded into each
+    exponential's one multiply-add. 16-bit inputs: the bias enters as the product's accumulator.
+    fp32: the product is summed from zero and the bias added once, as eager does; summing the
+    product onto a large bias (|bias / scale| ~ 200 at bias scale 10) rounded every step at the
+    bias's magnitude (5-8x eager's error on the H200). The zero is bias * 0, not a constant, so
+    Triton does not fold the add back into the product's accumulator."""
+    if HAS_BIAS and a.dtype == tl.float32:
+        return _mma(a, b, bias_s * 0.0, IN_PREC, INTERP) + bias_s
+    elif HAS_BIAS:
         return _mma(a, b, bias_s, IN_PREC, INTERP)
     else:
         return _mm(a, b, IN_PREC, INTERP)

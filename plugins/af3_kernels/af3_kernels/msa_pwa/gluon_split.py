@@ -19,7 +19,7 @@ Here the kernel controls both. Every operand part goes to shared memory (no A op
 registers). The six wgmma of a k-step are issued back to back into a fresh accumulator, with one
 wait. That sum is added to the running one with an IEEE fp32 add. The kernel fits 80 registers:
 three 8-warp programs per SM, 384 tiles in one wave. H100, same process: 62.0-62.9 us against
-66.2-66.7 for Triton's bf16x6 (docs/KERNELS.md). Its max abs error against float64 is 0.7-1.3e-7
+66.2-66.7 for Triton's bf16x6 (CHANGELOG.md, 2026-11-22). Its max abs error against float64 is 0.7-1.3e-7
 at R = 77 to 3072, where eager fp32's is 2.1-3.5e-7.
 
     out[b,s,i,h,:] = sigmoid(g[b,s,i,h,:]) * sum_j P[b,h,i,j] * v[b,s,j,h,:]
@@ -225,7 +225,7 @@ if _IMPORT_ERROR is None:
 
 #: launch shape: an (i, n) tile of BLOCK_I x BLOCK_N (64 rows per warpgroup), k-steps of BLOCK_K,
 #: a ring of STAGES copies; maxnreg caps registers so three 8-warp programs share an SM.
-#: H100 (128, 384, 8), same process (tune.py --parts gluon-split; docs/KERNELS.md): 62.9 us;
+#: H100 (128, 384, 8), same process (tune.py --parts gluon-split; CHANGELOG.md): 62.9 us;
 #: 3 stages 69.0, uncapped 81.4, BLOCK_K 32 71.7, 64x128 with 4 warps 63.3 (uncapped, 3 stages).
 DEFAULT_CONFIG = dict(BLOCK_I=128, BLOCK_N=64, BLOCK_K=16, STAGES=2, num_warps=8, maxnreg=80)
 

@@ -35,7 +35,7 @@ def config(kernel: str, dtype: torch.dtype, precision: str, opts: MSAPWAOptions 
            gemm: bool = False, heads: int = 1) -> dict:
     """Block sizes (BLOCK_N is the width of the (s, c) tile) and launch options of one kernel.
 
-    Defaults from the H100 sweep of tune.py (CUDA-graph timing; docs/KERNELS.md): bf16 forward
+    Defaults from the H100 sweep of tune.py (CUDA-graph timing; CHANGELOG.md, 2026-11-22): bf16 forward
     (128,384,8), (128,384,32), (128,768,32), (512,768,8); fp32 (128,384,8) forward and
     forward+backward, ieee, bf16x6, bf16x3, tf32x3 and tf32.
     ``opts.config_overrides[kernel]`` replaces the whole configuration."""
@@ -110,7 +110,7 @@ def grid(tiles0: int, tiles1: int, bh: int, heads_first: bool = True) -> tuple[t
     fetched, or partly written, once per head far apart in time; and the row tiles of one n range
     follow each other while its v columns are still in L2. (H100, bf16 (512, 768, 8), pointer
     kernel: heads last 370 us, heads first 262; n before rows helped there but sent the v re-reads
-    of C=32 shapes to DRAM: docs/KERNELS.md.) Tile counts past CUDA's 65535 limit on the second and
+    of C=32 shapes to DRAM: CHANGELOG.md, 2026-11-22.) Tile counts past CUDA's 65535 limit on the second and
     third grid dimensions fall back to heads last (tiles0 then takes the unlimited first one).
     ``heads_first=False`` (options.heads_first) asks for heads last."""
     heads_first = heads_first and max(tiles0, tiles1) <= GRID_YZ_MAX

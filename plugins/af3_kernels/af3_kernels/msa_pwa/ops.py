@@ -13,8 +13,8 @@ The backward is two ops so that y (fp32, S*R*H*C) is dead once the first has run
 backward. The launches and kernels are those of the eager path (launch.py), with the same
 arguments: the results are the same bit for bit.
 
-Custom ops take tensors and simple scalars only. An :class:`MSAPWAOptions` travels as a string key
-into ``_OPTIONS`` (:func:`options_key`, called where the public function is traced); the ops look
+Custom ops take tensors and simple scalars only. An :class:`MSAPWAOptions` travels as its string key,
+``MSAPWAOptions.key`` (made with the object, so traced code reads a constant); the ops look
 the object up and hand it to the launches. A custom op returns fresh tensors, never None nor one of
 its inputs: what does not exist (no gemm copy, no y, no P, a gradient not asked for) comes back as
 an empty tensor.
@@ -29,20 +29,19 @@ from typing import Optional
 import torch
 
 from af3_kernels.msa_pwa import launch
-from af3_kernels.msa_pwa.options import MSAPWAOptions
+from af3_kernels.msa_pwa.options import MSAPWAOptions, by_key
 
 Tensor = torch.Tensor
 
-#: the options objects the ops have been handed, by options_key
-_OPTIONS: dict[str, MSAPWAOptions] = {}
+
+class _Options:
+    """The options objects by key (MSAPWAOptions.key, made when the object was)."""
+
+    def __getitem__(self, key: str) -> MSAPWAOptions:
+        return by_key(key)
 
 
-@torch.compiler.assume_constant_result
-def options_key(options: MSAPWAOptions) -> str:
-    """The key under which the ops find ``options`` (its repr: equal options, one key)."""
-    key = repr(options)
-    _OPTIONS.setdefault(key, options)
-    return key
+_OPTIONS = _Options()
 
 
 def _nothing(like: Tensor) -> Tensor:
@@ -145,4 +144,4 @@ def apply(v, bias, g, mask, precision: str, stored: bool, gemm: bool, keep_y: bo
           options: MSAPWAOptions) -> Tensor:
     """The forward op's output (the other outputs are for the backward); arguments checked and
     decided by the caller (function.py)."""
-    return msa_pwa_fwd(v, bias, g, mask, precision, stored, gemm, keep_y, dy_gemm, options_key(options))[0]
+    return msa_pwa_fwd(v, bias, g, mask, precision, stored, gemm, keep_y, dy_gemm, options.key)[0]

@@ -1,7 +1,7 @@
 """The fused kernel's implementation choices, as one immutable object (no torch import).
 
 ``msa_pair_weighted_averaging(..., options=MSAPWAOptions(...))`` hands them to the launch code;
-the defaults are the measured best (figures: docs/KERNELS.md). Tests and the tuning script pass
+the defaults are the measured best (figures: CHANGELOG.md and docs/BENCHMARKS.md). Tests and the tuning script pass
 their own object instead of changing module state, so calls with different options can run side
 by side (pytest-xdist, one process per worker, or several in one process).
 """
@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
+
+
+#: every options object made, by key (equal options share one key)
+_BY_KEY: dict[str, "MSAPWAOptions"] = {}
+
+
+def by_key(key: str) -> "MSAPWAOptions":
+    return _BY_KEY[key]
 
 
 @dataclass(frozen=True)
@@ -60,14 +68,27 @@ class MSAPWAOptions:
     #: C) = (1, 128, 64, 1, 128) gave 6.9e-4 against a bar of 1.5e-4 (CPU eager's error), compensated
     #: 1.1e-5; bf16x6 already adds each dot's sum in fp32 (Triton's split), uncompensated. Costs four
     #: fp32 adds per accumulator element per n-block (against BLOCK_N FMAs) and, on the FMA path at
-    #: the default tile, 96 instead of 61 registers (ptxas, sm_90). Not yet timed on a GPU.
+    #: the default tile, 96 instead of 61 registers (ptxas, sm_90). H200, fp32 bf16x6 (128, 384, 8)
+    #: fwd+bwd: 252 us against 251 without.
     compensated_dbias: bool = True
     #: bf16/fp16 forward+backward at short channel pieces (C of under 32 bytes) with layout="auto" and
     #: a forward that read v in place: the backward reads dY' and v from gemm-layout copies of its own
     #: (launch.use_gemm_layout_in_backward): the operands of layout="gemm"'s backward (H100 (128, 384,
     #: 8): 135 us fwd+bwd against 164-171 flat), without its copy of v kept from the forward, nor a
-    #: higher backward peak. Same results bit for bit. Not yet measured: off until it is.
-    gemm_layout_in_backward: bool = False
+    #: higher backward peak. Same results bit for bit. H200, bf16 (128, 384, 8) fwd+bwd, CUDA graphs:
+    #: 123 us against 155 flat (eager 129), same peak (docs/BENCHMARKS.md).
+    gemm_layout_in_backward: bool = True
+
+    def __post_init__(self):
+        # The key custom ops find these options by (ops.py): computed here, outside any traced code,
+        # so torch.compile reads a constant string instead of handling the object itself.
+        key = repr(self)
+        object.__setattr__(self, "_key", key)
+        _BY_KEY.setdefault(key, self)
+
+    @property
+    def key(self) -> str:
+        return self._key
 
     def with_overrides(self, **configs: Mapping[str, Any]) -> "MSAPWAOptions":
         """A copy with ``configs`` (kernel name -> configuration) added to ``config_overrides``."""
