@@ -19,7 +19,8 @@ from af3core.errors import UsageError
 from af3core.plugin import Plugin
 from af3core.runner import Case
 
-#: An open-ended range ("128::128") grows for at most this many steps (only with --until-oom).
+#: An open-ended range ("128::128") grows for at most this many steps, and never past MAX_SEQ_LEN
+#: (only with --until-oom).
 OPEN_RANGE_STEPS = 1000
 #: No AlphaFold-class case comes near this; larger values are typing mistakes that would start a
 #: worker trying to allocate terabytes.
@@ -59,7 +60,7 @@ def parse_seq_lens(text: str, allow_open: bool = False) -> list[int]:
             if stop == "":
                 if not allow_open:
                     raise UsageError(f"--seq-len {text!r}: an open range needs --until-oom")
-                stop_i = start + step * OPEN_RANGE_STEPS
+                stop_i = min(start + step * OPEN_RANGE_STEPS, MAX_SEQ_LEN)
             else:
                 stop_i = int(stop)
             if step <= 0 or stop_i < start:

@@ -32,6 +32,7 @@ def test_open_range_needs_until_oom():
         parse_seq_lens("128::128")
     values = parse_seq_lens("128::128", allow_open=True)
     assert values[:3] == [128, 256, 384] and len(values) > 100
+    assert max(parse_seq_lens("4096::4096", allow_open=True)) <= MAX_SEQ_LEN  # open ranges stop at the cap
 
 
 @pytest.mark.parametrize("items", [["novalue"], ["=3"], ["a b=1"], ["p:=1"], [":k=1"]])

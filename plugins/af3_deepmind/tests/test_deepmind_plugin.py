@@ -8,11 +8,9 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
-import shlex
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 
@@ -332,38 +330,3 @@ def test_gpu_only_attention_on_cpu_is_a_case_error(monkeypatch):
         )
         with pytest.raises(CaseError, match="needs a GPU"):
             runner.setup()
-
-
-# --- the GPU suite (suite.txt): every line a valid CUDA case ----------------------------------------
-
-SUITE = Path(__file__).resolve().parent.parent / "suite.txt"
-
-
-def test_suite_lines_are_valid_cuda_cases():
-    """Each "NAME: ARGS" line parses as ``af3 bench`` arguments, names this plugin on CUDA, and its
-    preset, settings (checked by the plugin's own validate for CUDA) and sizes are accepted; one
-    ``--in-process`` line repeats a harness line's case (the harness-vs-bare-loop cross-check)."""
-    from af3core.cli import build_parser
-    from af3core.plan import parse_seq_lens, parse_set, resolve_settings
-
-    found = []
-    plugin.register_plugins(found.append)
-    (described,) = found
-    cases = {}
-    for line in SUITE.read_text().splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, _, rest = line.partition(":")
-        assert name.strip() not in cases, f"suite case names must be unique: {name}"
-        words = cases[name.strip()] = shlex.split(rest)
-        assert not {"--out", "--force", "--plain"} & set(words), f"{name}: the suite runner adds those"
-        args = build_parser().parse_args(["bench", *words])
-        assert (args.plugins, args.device) == (["deepmind"], "cuda"), name
-        assert args.mode in described.modes and args.preset in described.presets, name
-        resolve_settings(described, args.preset, parse_set(args.sets), "cuda")  # UsageError when refused
-        sizes = parse_seq_lens(args.seq_len, args.until_oom)
-        for n in sizes[:1] if args.until_oom else sizes:  # a sweep ends where the plugin's sizes end
-            assert described.check_seq_len(n) is None, (name, n)
-    harness = {tuple(words) for words in cases.values() if "--in-process" not in words}
-    in_process = [[w for w in words if w != "--in-process"] for words in cases.values() if "--in-process" in words]
-    assert in_process and all(tuple(words) in harness for words in in_process)

@@ -34,6 +34,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from af3_kernels import interpret
+
 LOG2E = tl.constexpr(1.4426950408889634)
 # 2**f on [-0.5, 0.5], degree 3, relative error 7.5e-5 (fitted for _exp2's polynomial path)
 P0 = tl.constexpr(0.9999280571937561)
@@ -49,14 +51,7 @@ ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: x + this rounds x to an i
 # dot multiplies the raw bit patterns, and its fp32 -> bf16 cast truncates.
 
 
-@triton.jit
-def _cast(x, dtype: tl.constexpr, INTERP: tl.constexpr):
-    """x (fp32) to ``dtype``, rounding to nearest even as the GPU does."""
-    if INTERP and dtype == tl.bfloat16:
-        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-        bits = bits + 0x7FFF + ((bits >> 16) & 1)
-        x = (bits & 0xFFFF0000).to(tl.float32, bitcast=True)
-    return x.to(dtype)
+_cast = interpret.cast
 
 
 @triton.jit

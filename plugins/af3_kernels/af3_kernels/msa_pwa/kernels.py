@@ -29,6 +29,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from af3_kernels import interpret
 from af3_kernels.msa_pwa.reference import MASKED_LOGIT
 
 try:  # grid dependency control (programmatic dependent launch), Triton 3.4 and newer
@@ -119,14 +120,7 @@ def _logits2(bias_ptr, mask_ptr, row, b, i, j0, offs_h, hmask, R, H, smb, smi, s
 # its bf16 dot multiplies the raw bit patterns, and its fp32 -> bf16 cast truncates.
 
 
-@triton.jit
-def _cast(x, dtype: tl.constexpr, INTERP: tl.constexpr):
-    """x (fp32) to ``dtype``, rounding to nearest even as the GPU does."""
-    if INTERP and dtype == tl.bfloat16:
-        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-        bits = bits + 0x7FFF + ((bits >> 16) & 1)
-        x = (bits & 0xFFFF0000).to(tl.float32, bitcast=True)
-    return x.to(dtype)
+_cast = interpret.cast
 
 
 @triton.jit
