@@ -10,6 +10,28 @@ from af3core import Setting
 
 DTYPES = ("bf16", "fp32", "fp16")
 
+#: ``--set variant=``, shared by the kernels that have variants (one flat namespace of settings):
+#: each kernel takes its own and resolves "auto" to its first; its validate refuses the others'.
+KERNEL_VARIANTS = {
+    "evo_attn": ("tri_start", "tri_end", "msa_row", "msa_col", "single"),
+    "tri_mul": ("outgoing", "incoming"),
+}
+VARIANT = Setting("auto", "which variant: " + "; ".join(f"{k}: {' / '.join(v)}" for k, v in KERNEL_VARIANTS.items())
+                  + " (auto: each kernel's first)",
+                  choices=("auto", *(v for vs in KERNEL_VARIANTS.values() for v in vs)))
+
+
+def resolve_variant(kernel: str, value: str) -> str:
+    """The variant ``value`` names for ``kernel`` ("auto": its first)."""
+    return KERNEL_VARIANTS[kernel][0] if value == "auto" else value
+
+
+def variant_problem(kernel: str, value: str) -> str | None:
+    """Why ``value`` is not a variant of ``kernel``, or None."""
+    if value == "auto" or value in KERNEL_VARIANTS[kernel]:
+        return None
+    return f"variant={value} is not a variant of {kernel} ({', '.join(KERNEL_VARIANTS[kernel])})"
+
 
 @dataclass(frozen=True)
 class KernelSpec:

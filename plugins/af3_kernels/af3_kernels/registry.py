@@ -48,6 +48,7 @@ from af3_kernels.kernel import DTYPES, KernelCase, KernelSpec
 SPEC_MODULES = (
     "af3_kernels.msa_pwa.spec",
     "af3_kernels.evo_attn.spec",
+    "af3_kernels.tri_mul.spec",
 )
 
 TIMINGS = ("auto", "events", "graph")

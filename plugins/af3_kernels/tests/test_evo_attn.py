@@ -461,6 +461,7 @@ def test_settings_share_msa_pwa_names():
     (dict(impl="cueq"), "cpu", "needs a CUDA GPU"),
     (dict(heads=0), "cuda", "heads must be at least 1"),
     (dict(head_dim=512), "cuda", "at most 256"),
+    (dict(variant="outgoing"), "cuda", "not a variant of evo_attn"),
 ])
 def test_plan_time_problems(changes, device_type, message):
     problems = registry.validate(settings(**changes), device_type)

@@ -24,7 +24,7 @@ from af3_kernels import floors
 from af3_kernels.evo_attn import anchors
 from af3_kernels.evo_attn.reference import evo_attention_reference, reference_rows, rows_view
 from af3_kernels.evo_attn.spec import anchor_missing
-from af3_kernels.kernel import Implementation, Inputs, KernelCase
+from af3_kernels.kernel import Implementation, Inputs, KernelCase, resolve_variant
 
 CHECK_ROWS = 4  # rows of the rows view checked against float64: B*4*H*L*L float64 at most
 _ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -77,7 +77,7 @@ class EvoAttnCase(KernelCase):
     def __init__(self, settings, size, device):
         super().__init__(settings, size, device)
         s = settings
-        self.variant = s["variant"]
+        self.variant = resolve_variant("evo_attn", s["variant"])
         self.B, self.H, self.D, self.S = (int(s[k]) for k in ("B", "heads", "head_dim", "rows"))
         self.N = int(size)
         self.R, self.L = shape_of(self.variant, self.B, self.N, self.S)

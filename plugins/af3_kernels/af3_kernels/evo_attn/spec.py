@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 from af3core import Setting
 
-from af3_kernels.kernel import KernelSpec
+from af3_kernels.kernel import KERNEL_VARIANTS, VARIANT, KernelSpec, resolve_variant, variant_problem
 
-VARIANTS = ("tri_start", "tri_end", "msa_row", "msa_col", "single")
+VARIANTS = KERNEL_VARIANTS["evo_attn"]
 TRIANGLE = ("tri_start", "tri_end")
 PRECISIONS = ("ieee", "bf16x6", "bf16x3", "tf32x3", "tf32")
 
@@ -26,10 +26,7 @@ ANCHOR_PACKAGES = {
 }
 
 SETTINGS = {
-    "variant": Setting("tri_start", "evo_attn: which attention: tri_start / tri_end (triangle attention around "
-                                    "the starting / ending node, [B,N,N,H,D]), msa_row (with pair bias, "
-                                    "[B,S,N,H,D]), msa_col (no bias), single ([B,N,H,D] with pair bias)",
-                       choices=VARIANTS),
+    "variant": VARIANT,  # shared with tri_mul (kernel.py): tri_start / tri_end / msa_row / msa_col / single
     "heads": Setting(4, "evo_attn: heads H (AF3 triangle attention: 4)"),
     "head_dim": Setting(32, "evo_attn: channels per head D (AF3 triangle attention: 32)"),
     "rows": Setting(512, "evo_attn: MSA rows S for msa_row / msa_col (AlphaFold 2's Evoformer: 512 MSA clusters; "
@@ -64,7 +61,10 @@ def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
         problems.append(f"{', '.join(small)} must be at least 1")
     if int(settings.get("head_dim", 32)) > 256:
         problems.append("head_dim must be at most 256")
-    variant = settings.get("variant", "tri_start")
+    problem = variant_problem("evo_attn", settings.get("variant", "auto"))
+    if problem:
+        problems.append(problem)
+    variant = resolve_variant("evo_attn", settings.get("variant", "auto"))
     impl = settings.get("impl")
     if impl in ANCHOR_PACKAGES:
         if variant not in TRIANGLE:
