@@ -14,6 +14,7 @@ from af3core.source import LocatedSource, SourceNotFound
 
 from af3_ligo import config as ligo_config
 from af3_ligo import source
+from af3_ligo.settings import op_impls
 
 DEEPSPEED_KEY = "config.globals.use_deepspeed_evo_attention"
 
@@ -50,7 +51,8 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
     except SourceNotFound as exc:
         raise BuildError(str(exc)) from None  # the reason and the fix
     cfg = model_config(src, settings)
-    impl = settings["msa_impl"]
+    impls = op_impls(settings)
+    impl = impls["msa_impl"]
     if impl == "seed":
         # The repo's kernel declares a plain global (INF) that Triton >= 3.6 rejects at compile
         # time unless this is set; it must be in the environment before the kernel compiles.
@@ -60,7 +62,7 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
     import torch._dynamo  # noqa: F401 - the repo's unconditional checkpoint() imports it lazily (seconds) on the first pass
 
     from af3_ligo import batch as batch_mod
-    from af3_ligo import ligo_import, modes, msa
+    from af3_ligo import ligo_import, modes, msa, tri_attn, tri_mul
     from af3_ligo import model as model_mod
 
     try:
@@ -77,7 +79,10 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
         model_mod.rerandomise_(model, seed=seed)
     try:
         msa_facts = msa.install(model, impl)
-    except msa.FusedUnavailable as exc:
+        # the fused kernels' fp32 dots follow the matmul precision the repo's config set (msa.fused_precision)
+        msa_facts.update(tri_attn.install(model, impls["tri_attn_impl"], msa.fused_precision()))
+        msa_facts.update(tri_mul.install(model, impls["tri_mul_impl"], msa.fused_precision()))
+    except (msa.FusedUnavailable, tri_attn.FusedUnavailable, tri_mul.FusedUnavailable) as exc:
         raise BuildError(str(exc)) from None
     capture = modes.configure_mode(model, mode, int(settings["diffusion_steps"]), int(settings["samples"]))
     cycles = 1 if mode == "toy" else int(settings["cycles"])

@@ -8,7 +8,7 @@ from typing import Any
 from af3core import CaseError, NonFiniteOutput, Runner
 
 from af3_ligo import build
-from af3_ligo.settings import DEFAULTS, check_seq_len, device_error
+from af3_ligo.settings import DEFAULTS, check_seq_len, device_error, op_impls
 
 # Ligo's code, run on current torch, warns on every pass about deprecated non-tuple indexing
 # (triangular_multiplicative_update.py) and checkpoint's implicit use_reentrant; neither changes
@@ -28,7 +28,9 @@ class LigoRunner(Runner):
         # by hand.
         settings = {**DEFAULTS, **self.case.settings}
         # The host checked these at plan time (settings.validate); a Case built by hand was not.
-        err = device_error(self.case.device_type, settings["msa_impl"], settings["dtype"]) \
+        impls = op_impls(settings)
+        err = device_error(self.case.device_type, impls["msa_impl"], settings["dtype"], impls["tri_attn_impl"],
+                           impls["tri_mul_impl"]) \
             or check_seq_len(self.case.seq_len)
         if err:
             raise CaseError(err)

@@ -19,6 +19,11 @@ from af3_ligo import config as ligo_config
 from af3_ligo import source
 
 MSA_IMPLS = ("torch", "seed", "fused")
+TRI_ATTN_IMPLS = ("torch", "fused")
+TRI_MUL_IMPLS = ("torch", "fused")
+KERNELS = ("per_op", "af3")
+#: The op settings ``kernels=af3`` sets to ``fused`` (each op that has an af3 kernel today).
+FUSED_OPS = ("msa_impl", "tri_attn_impl", "tri_mul_impl")
 DTYPES = ("fp32", "bf16")
 
 #: Every setting's default (:data:`SETTINGS` documents them): the paper's inference
@@ -26,6 +31,9 @@ DTYPES = ("fp32", "bf16")
 #: einsum MSA averaging, fp32, the model's own initialisation.
 DEFAULTS = {
     "msa_impl": "torch",
+    "tri_attn_impl": "torch",
+    "tri_mul_impl": "torch",
+    "kernels": "per_op",
     "dtype": "fp32",
     "msa_rows": 512,
     "cycles": 4,
@@ -41,6 +49,13 @@ DEFAULTS = {
 SETTINGS = {
     "msa_impl": Setting(DEFAULTS["msa_impl"], "MSA pair-weighted averaging: torch (softmax+einsum), seed (the repo's "
                                  "Triton kernel, CUDA fp32), fused (af3_kernels)", MSA_IMPLS),
+    "tri_attn_impl": Setting(DEFAULTS["tri_attn_impl"], "triangle attention (start and end node): torch (the repo's "
+                                           "module), fused (af3_kernels evo_attn)", TRI_ATTN_IMPLS),
+    "tri_mul_impl": Setting(DEFAULTS["tri_mul_impl"], "triangle multiplicative update (outgoing and incoming): "
+                                                      "torch (the repo's module), fused (af3_kernels tri_mul, "
+                                                      "forward only)", TRI_MUL_IMPLS),
+    "kernels": Setting(DEFAULTS["kernels"], "af3: every op with an af3 kernel fused (" + ", ".join(FUSED_OPS) + "); "
+                                            "per_op: each *_impl setting decides", KERNELS),
     "dtype": Setting(DEFAULTS["dtype"], "fp32, or bf16 = autocast with fp32 weights (the repo's bf16-mixed)", DTYPES),
     "msa_rows": Setting(DEFAULTS["msa_rows"], "MSA rows (sequences) fed to the MSA module"),
     "cycles": Setting(DEFAULTS["cycles"], "trunk cycles (recycling iterations; the batch's trailing dimension)"),
@@ -80,7 +95,15 @@ SMALL = {
 PRESETS = {"small": SMALL, "paper": {}}
 
 
-def device_error(device_type: str, impl: str, dtype: str) -> str | None:
+def op_impls(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The implementation each op runs: its *_impl setting, or ``fused`` for all under ``kernels=af3``."""
+    if settings.get("kernels", DEFAULTS["kernels"]) == "af3":
+        return {op: "fused" for op in FUSED_OPS}
+    return {op: settings.get(op, DEFAULTS[op]) for op in FUSED_OPS}
+
+
+def device_error(device_type: str, impl: str, dtype: str, tri_attn_impl: str = "torch",
+                 tri_mul_impl: str = "torch") -> str | None:
     """Why this device cannot run these choices, in one line; None when it can."""
     if device_type not in ("cpu", "cuda"):
         return f"the ligo plugin runs on cpu or cuda, not {device_type}"
@@ -90,8 +113,10 @@ def device_error(device_type: str, impl: str, dtype: str) -> str | None:
                     "use msa_impl=torch (or fused with TRITON_INTERPRET=1) on a CPU")
         if dtype != "fp32":
             return "msa_impl=seed runs in fp32 only: use dtype=fp32 or msa_impl=torch|fused"
-    if impl == "fused" and device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        return ("msa_impl=fused on a CPU runs the Triton kernel in Triton's interpreter: "
+    fused = [name for name, value in (("msa_impl", impl), ("tri_attn_impl", tri_attn_impl),
+                                      ("tri_mul_impl", tri_mul_impl)) if value == "fused"]
+    if fused and device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return (f"{'/'.join(fused)}=fused on a CPU runs af3 Triton kernels in Triton's interpreter: "
                 "set TRITON_INTERPRET=1 (slow; for correctness checks, not timings)")
     return None
 
@@ -100,7 +125,13 @@ def validate(settings: Mapping[str, Any], device_type: str = "cpu") -> list[str]
     """Plan-time checks across settings and for the device type, and the ``config.<path>`` keys
     against the repo's yaml."""
     errors = []
-    problem = device_error(device_type, settings.get("msa_impl", "torch"), settings.get("dtype", "fp32"))
+    if settings.get("kernels") == "af3":
+        clash = [f"{op}={settings[op]}" for op in FUSED_OPS if settings.get(op, DEFAULTS[op]) not in (DEFAULTS[op], "fused")]
+        if clash:
+            errors.append(f"kernels=af3 runs every op fused; drop {', '.join(clash)} or kernels=af3")
+    impls = op_impls(settings)
+    problem = device_error(device_type, impls["msa_impl"], settings.get("dtype", "fp32"), impls["tri_attn_impl"],
+                           impls["tri_mul_impl"])
     if problem:
         errors.append(problem)
     for key in ("msa_rows", "cycles", "samples"):

@@ -5,9 +5,10 @@
 - the harness's median for the paper trunk at 256 tokens agrees within 3% with a bare loop, the
   same case run by ``af3 bench --in-process`` (the same runner in one process: no worker, no pipe)
   in the same session;
-- the three MSA implementations give the same trunk output at 256 tokens with re-randomised
-  weights: ``fused`` must; ``seed`` is reported (its known defect can make it differ, see
-  docs/LIGO.md) rather than asserted.
+- the implementations give the same trunk output at 256 tokens with re-randomised weights:
+  ``msa_impl=fused``, ``tri_attn_impl=fused`` and ``kernels=af3`` must in fp32, and ``kernels=af3``
+  in bf16 must stay as close to fp32 as the engine's own bf16; ``msa_impl=seed`` is reported (its
+  known defect can make it differ, see docs/LIGO.md) rather than asserted.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def test_harness_median_agrees_with_a_bare_loop_within_3_percent(tmp_path):
     assert abs(harness_ms - bare_ms) / bare_ms < 0.03
 
 
-def test_msa_implementations_agree_in_the_model():
+def test_implementations_agree_in_the_model():
     script = """
 import json, torch
 from af3core import Case
@@ -69,26 +70,34 @@ from af3_ligo import passes
 from af3_ligo.runner import LigoRunner
 from af3_ligo.settings import DEFAULTS, SMALL
 
-def trunk(impl):
-    s = {**DEFAULTS, **SMALL, "msa_impl": impl, "weights": "random", "msa_rows": 64, "cycles": 1}
+def trunk(dtype="fp32", **extra):
+    s = {**DEFAULTS, **SMALL, **extra, "dtype": dtype, "weights": "random", "msa_rows": 64, "cycles": 1}
     r = LigoRunner(Case(plugin="ligo", mode="trunk", seq_len=256, device="cuda", settings=s))
     r.setup()
     torch.cuda.empty_cache()
-    passes.run_pass(r.model, r.batch, "fp32", "cuda")
+    passes.run_pass(r.model, r.batch, dtype, "cuda")
     return {k: v.float().cpu() for k, v in r.capture.outputs.items()}
 
-ref = trunk("torch")
+ref = trunk()
 rel = lambda x, y: ((x - y).abs().max() / y.abs().max()).item()
-print(json.dumps({impl: {k: rel(o[k], ref[k]) for k in ref} for impl, o in
-                  (("fused", trunk("fused")), ("seed", trunk("seed")))}))
+runs = {"msa_fused": trunk(msa_impl="fused"), "seed": trunk(msa_impl="seed"),
+        "tri_attn_fused": trunk(tri_attn_impl="fused"), "af3": trunk(kernels="af3"),
+        "torch_bf16": trunk("bf16"), "af3_bf16": trunk("bf16", kernels="af3")}
+print(json.dumps({name: {k: rel(o[k], ref[k]) for k in ref} for name, o in runs.items()}))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, TRITON_ALLOW_NON_CONSTEXPR_GLOBALS="1", AF3_LIGO_SRC=str(SRC.root)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print("\nrelative max error against msa_impl=torch:", result)
-    # TF32 on both sides (the yaml's matmul_precision "high"): agreement to ~1e-3 relative
-    assert max(result["fused"].values()) < 1e-2
+    print("\nrelative max error against the torch implementations in fp32:", result)
+    # fp32: TF32 on both sides (the yaml's matmul_precision "high"), summed in other orders:
+    # agreement to ~1e-3 relative; 1e-2 leaves room for the 48 blocks' growth.
+    for name in ("msa_fused", "tri_attn_fused", "af3"):
+        assert max(result[name].values()) < 1e-2, (name, result[name])
+    # bf16: the engine's own bf16 (autocast) already differs from fp32 by bf16 rounding; on af3
+    # kernels it must stay within twice that (the kernels round q, k, v, p to bf16 as cuBLAS does).
+    for key, err in result["af3_bf16"].items():
+        assert err < 2 * result["torch_bf16"][key] + 1e-3, (key, result["af3_bf16"], result["torch_bf16"])
     if max(result["seed"].values()) >= 1e-2:
         pytest.xfail(f"seed kernel differs from torch by {result['seed']}: known defect (it accumulates into "
                      "an uninitialised torch.empty output buffer), see docs/LIGO.md")

@@ -19,7 +19,7 @@ from af3core.source import SourceNotFound
 
 from af3_ligo import config as ligo_config
 from af3_ligo import plugin, source
-from af3_ligo.settings import DEFAULTS, SMALL, check_seq_len, validate
+from af3_ligo.settings import DEFAULTS, SMALL, check_seq_len, op_impls, validate
 
 try:
     SRC = source.SOURCE.locate()
@@ -126,12 +126,24 @@ def test_counts_out_of_range_are_refused(key, value):
     assert key in err
 
 
-def test_fused_on_a_cpu_needs_the_triton_interpreter(monkeypatch):
+@pytest.mark.parametrize("fused", [{"msa_impl": "fused"}, {"tri_attn_impl": "fused"}, {"tri_mul_impl": "fused"},
+                                   {"kernels": "af3"}])
+def test_fused_on_a_cpu_needs_the_triton_interpreter(monkeypatch, fused):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    (err,) = validate({**DEFAULTS, "msa_impl": "fused"}, "cpu")
+    (err,) = validate({**DEFAULTS, **fused}, "cpu")
     assert "TRITON_INTERPRET=1" in err
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert validate({**DEFAULTS, "msa_impl": "fused"}, "cpu") == []
+    assert validate({**DEFAULTS, **fused}, "cpu") == []
+
+
+def test_kernels_af3_fuses_every_op_and_refuses_a_contrary_choice():
+    assert op_impls({**DEFAULTS, "kernels": "af3"}) == {"msa_impl": "fused", "tri_attn_impl": "fused",
+                                                       "tri_mul_impl": "fused"}
+    assert op_impls({**DEFAULTS, "tri_attn_impl": "fused"}) == {"msa_impl": "torch", "tri_attn_impl": "fused",
+                                                               "tri_mul_impl": "torch"}
+    (err,) = validate({**DEFAULTS, "kernels": "af3", "msa_impl": "seed"}, "cuda")
+    assert "msa_impl=seed" in err and "kernels=af3" in err
+    assert validate({**DEFAULTS, "kernels": "af3", "msa_impl": "fused"}, "cuda") == []
 
 
 @needs_source
@@ -201,4 +213,3 @@ def test_unusable_msa_choices_on_a_cpu_are_case_errors(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(CaseError, match="TRITON_INTERPRET=1"):
         LigoRunner(small_case("trunk", msa_impl="fused")).setup()
-
