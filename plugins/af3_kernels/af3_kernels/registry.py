@@ -49,6 +49,7 @@ SPEC_MODULES = (
     "af3_kernels.msa_pwa.spec",
     "af3_kernels.evo_attn.spec",
     "af3_kernels.tri_mul.spec",
+    "af3_kernels.transition.spec",
 )
 
 TIMINGS = ("auto", "events", "graph")

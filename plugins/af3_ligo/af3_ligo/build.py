@@ -62,7 +62,7 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
     import torch._dynamo  # noqa: F401 - the repo's unconditional checkpoint() imports it lazily (seconds) on the first pass
 
     from af3_ligo import batch as batch_mod
-    from af3_ligo import ligo_import, modes, msa, tri_attn, tri_mul
+    from af3_ligo import kernels, ligo_import, modes, msa, transition, tri_attn, tri_mul
     from af3_ligo import model as model_mod
 
     try:
@@ -78,11 +78,11 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
     if settings["weights"] == "random":
         model_mod.rerandomise_(model, seed=seed)
     try:
-        msa_facts = msa.install(model, impl)
+        op_facts = msa.install(model, impl)
         # the fused kernels' fp32 dots follow the matmul precision the repo's config set (msa.fused_precision)
-        msa_facts.update(tri_attn.install(model, impls["tri_attn_impl"], msa.fused_precision()))
-        msa_facts.update(tri_mul.install(model, impls["tri_mul_impl"], msa.fused_precision()))
-    except (msa.FusedUnavailable, tri_attn.FusedUnavailable, tri_mul.FusedUnavailable) as exc:
+        for op, module in (("tri_attn_impl", tri_attn), ("tri_mul_impl", tri_mul), ("transition_impl", transition)):
+            op_facts.update(module.install(model, impls[op], msa.fused_precision()))
+    except kernels.FusedUnavailable as exc:
         raise BuildError(str(exc)) from None
     capture = modes.configure_mode(model, mode, int(settings["diffusion_steps"]), int(settings["samples"]))
     cycles = 1 if mode == "toy" else int(settings["cycles"])
@@ -101,7 +101,7 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
         "samples": {"full": int(settings["samples"]), "toy": 1}.get(mode, 0),
         "n_atoms": n_tokens * batch_mod.ATOMS_PER_TOKEN,
         "torch_version": torch.__version__,
-        **msa_facts,
+        **op_facts,
         **ligo_config.summary(cfg),
     }
     if impl == "seed":

@@ -18,19 +18,15 @@ runs unmodified around the swapped piece and nothing is patched at module level:
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
 import torch
 from torch import nn
 
+from af3_ligo import kernels
+
 IMPLS = ("torch", "seed", "fused")
 FUSED_MODULE = "af3_kernels.msa_pwa.function"
-FUSED_FIX = "pip install --no-deps -e plugins/af3_kernels (the af3-kernels distribution of this repository)"
-
-
-class FusedUnavailable(Exception):
-    pass
 
 
 class TorchPairWeightedAveraging(nn.Module):
@@ -57,14 +53,8 @@ class FusedPairWeightedAveraging(nn.Module):
 
 
 def load_fused():
-    """The fused kernel's functional form, or :class:`FusedUnavailable` with the fix."""
-    try:
-        module = importlib.import_module(FUSED_MODULE)
-    except ImportError as exc:
-        raise FusedUnavailable(f"msa_impl=fused needs the af3-kernels package ({exc}); fix: {FUSED_FIX}") from exc
-    fn = getattr(module, "msa_pair_weighted_averaging", None)
-    if fn is None:
-        raise FusedUnavailable(f"{FUSED_MODULE} has no msa_pair_weighted_averaging; fix: update af3-kernels")
+    """The fused kernel's functional form, or :class:`kernels.FusedUnavailable` with the fix."""
+    (fn,) = kernels.load("msa_impl", FUSED_MODULE, "msa_pair_weighted_averaging")
     return fn
 
 

@@ -28,9 +28,7 @@ class LigoRunner(Runner):
         # by hand.
         settings = {**DEFAULTS, **self.case.settings}
         # The host checked these at plan time (settings.validate); a Case built by hand was not.
-        impls = op_impls(settings)
-        err = device_error(self.case.device_type, impls["msa_impl"], settings["dtype"], impls["tri_attn_impl"],
-                           impls["tri_mul_impl"]) \
+        err = device_error(self.case.device_type, op_impls(settings), settings["dtype"]) \
             or check_seq_len(self.case.seq_len)
         if err:
             raise CaseError(err)

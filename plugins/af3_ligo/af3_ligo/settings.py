@@ -21,9 +21,10 @@ from af3_ligo import source
 MSA_IMPLS = ("torch", "seed", "fused")
 TRI_ATTN_IMPLS = ("torch", "fused")
 TRI_MUL_IMPLS = ("torch", "fused")
+TRANSITION_IMPLS = ("torch", "fused")
 KERNELS = ("per_op", "af3")
 #: The op settings ``kernels=af3`` sets to ``fused`` (each op that has an af3 kernel today).
-FUSED_OPS = ("msa_impl", "tri_attn_impl", "tri_mul_impl")
+FUSED_OPS = ("msa_impl", "tri_attn_impl", "tri_mul_impl", "transition_impl")
 DTYPES = ("fp32", "bf16")
 
 #: Every setting's default (:data:`SETTINGS` documents them): the paper's inference
@@ -33,6 +34,7 @@ DEFAULTS = {
     "msa_impl": "torch",
     "tri_attn_impl": "torch",
     "tri_mul_impl": "torch",
+    "transition_impl": "torch",
     "kernels": "per_op",
     "dtype": "fp32",
     "msa_rows": 512,
@@ -54,6 +56,10 @@ SETTINGS = {
     "tri_mul_impl": Setting(DEFAULTS["tri_mul_impl"], "triangle multiplicative update (outgoing and incoming): "
                                                       "torch (the repo's module), fused (af3_kernels tri_mul, "
                                                       "forward only)", TRI_MUL_IMPLS),
+    "transition_impl": Setting(DEFAULTS["transition_impl"], "Transition (LayerNorm, SwiGLU, linear): torch (the repo's "
+                                                            "module), fused (af3_kernels transition, forward only; "
+                                                            "widths up to 256, wider ones stay torch)",
+                               TRANSITION_IMPLS),
     "kernels": Setting(DEFAULTS["kernels"], "af3: every op with an af3 kernel fused (" + ", ".join(FUSED_OPS) + "); "
                                             "per_op: each *_impl setting decides", KERNELS),
     "dtype": Setting(DEFAULTS["dtype"], "fp32, or bf16 = autocast with fp32 weights (the repo's bf16-mixed)", DTYPES),
@@ -102,9 +108,9 @@ def op_impls(settings: Mapping[str, Any]) -> dict[str, str]:
     return {op: settings.get(op, DEFAULTS[op]) for op in FUSED_OPS}
 
 
-def device_error(device_type: str, impl: str, dtype: str, tri_attn_impl: str = "torch",
-                 tri_mul_impl: str = "torch") -> str | None:
-    """Why this device cannot run these choices, in one line; None when it can."""
+def device_error(device_type: str, impls: Mapping[str, str], dtype: str) -> str | None:
+    """Why this device cannot run these choices (``impls``: :func:`op_impls`), in one line; None when it can."""
+    impl = impls["msa_impl"]
     if device_type not in ("cpu", "cuda"):
         return f"the ligo plugin runs on cpu or cuda, not {device_type}"
     if impl == "seed":
@@ -113,8 +119,7 @@ def device_error(device_type: str, impl: str, dtype: str, tri_attn_impl: str = "
                     "use msa_impl=torch (or fused with TRITON_INTERPRET=1) on a CPU")
         if dtype != "fp32":
             return "msa_impl=seed runs in fp32 only: use dtype=fp32 or msa_impl=torch|fused"
-    fused = [name for name, value in (("msa_impl", impl), ("tri_attn_impl", tri_attn_impl),
-                                      ("tri_mul_impl", tri_mul_impl)) if value == "fused"]
+    fused = [name for name in FUSED_OPS if impls[name] == "fused"]
     if fused and device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         return (f"{'/'.join(fused)}=fused on a CPU runs af3 Triton kernels in Triton's interpreter: "
                 "set TRITON_INTERPRET=1 (slow; for correctness checks, not timings)")
@@ -130,8 +135,7 @@ def validate(settings: Mapping[str, Any], device_type: str = "cpu") -> list[str]
         if clash:
             errors.append(f"kernels=af3 runs every op fused; drop {', '.join(clash)} or kernels=af3")
     impls = op_impls(settings)
-    problem = device_error(device_type, impls["msa_impl"], settings.get("dtype", "fp32"), impls["tri_attn_impl"],
-                           impls["tri_mul_impl"])
+    problem = device_error(device_type, impls, settings.get("dtype", "fp32"))
     if problem:
         errors.append(problem)
     for key in ("msa_rows", "cycles", "samples"):

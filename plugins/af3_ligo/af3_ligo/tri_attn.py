@@ -20,33 +20,15 @@ averages v over all keys (only padding rows are fully masked; the synthetic batc
 """
 from __future__ import annotations
 
-import importlib
 import sys
-import types
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from af3_ligo import kernels
+
 IMPLS = ("torch", "fused")
-FUSED_MODULE = "af3_kernels.evo_attn.function"
-FUSED_FIX = "pip install --no-deps -e plugins/af3_kernels (the af3-kernels distribution of this repository)"
-
-
-class FusedUnavailable(Exception):
-    pass
-
-
-def load_fused():
-    """The fused kernel's functional form, or :class:`FusedUnavailable` with the fix."""
-    try:
-        module = importlib.import_module(FUSED_MODULE)
-    except ImportError as exc:
-        raise FusedUnavailable(f"tri_attn_impl=fused needs the af3-kernels package ({exc}); fix: {FUSED_FIX}") from exc
-    fn = getattr(module, "evo_attention", None)
-    if fn is None:
-        raise FusedUnavailable(f"{FUSED_MODULE} has no evo_attention; fix: update af3-kernels")
-    return fn
 
 
 def _projection(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -100,14 +82,13 @@ def install(model: nn.Module, impl: str, precision: str) -> dict:
     facts: dict = {"tri_attn_impl": impl}
     fn = None
     if impl == "fused":
-        fn = load_fused()
+        (fn,) = kernels.load("tri_attn_impl", "af3_kernels.evo_attn.function", "evo_attention")
         facts["tri_attn_precision"] = precision
     count = 0
     for module in model.modules():
         if isinstance(module, tri_cls):
             if fn is not None:
-                module._af3_fused, module._af3_precision = fn, precision
-                module.forward = types.MethodType(_fused_forward, module)
+                kernels.rebind(module, _fused_forward, _af3_fused=fn, _af3_precision=precision)
             count += 1
     facts["tri_attn_modules_swapped"] = count if fn is not None else 0
     return facts

@@ -17,28 +17,13 @@ in-place, chunked variant for long inference) is honoured as to its result: with
 """
 from __future__ import annotations
 
-import importlib
 import sys
-import types
 
 from torch import nn
 
+from af3_ligo import kernels
+
 IMPLS = ("torch", "fused")
-FUSED_MODULE = "af3_kernels.tri_mul.function"
-FUSED_FIX = "pip install --no-deps -e plugins/af3_kernels (the af3-kernels distribution of this repository)"
-
-
-class FusedUnavailable(Exception):
-    pass
-
-
-def _load():
-    try:
-        function = importlib.import_module(FUSED_MODULE)
-        reference = importlib.import_module("af3_kernels.tri_mul.reference")
-    except ImportError as exc:
-        raise FusedUnavailable(f"tri_mul_impl=fused needs the af3-kernels package ({exc}); fix: {FUSED_FIX}") from exc
-    return function.tri_mul, reference.TriMulParams
 
 
 def params_of(module: nn.Module, params_cls):
@@ -79,14 +64,15 @@ def install(model: nn.Module, impl: str, precision: str) -> dict:
     facts: dict = {"tri_mul_impl": impl}
     fn = params_cls = None
     if impl == "fused":
-        fn, params_cls = _load()
+        (fn,) = kernels.load("tri_mul_impl", "af3_kernels.tri_mul.function", "tri_mul")
+        (params_cls,) = kernels.load("tri_mul_impl", "af3_kernels.tri_mul.reference", "TriMulParams")
         facts["tri_mul_precision"] = precision
     count = 0
     for module in model.modules():
         if isinstance(module, base):
             if fn is not None:
-                module._af3_fused, module._af3_params_cls, module._af3_precision = fn, params_cls, precision
-                module.forward = types.MethodType(_fused_forward, module)
+                kernels.rebind(module, _fused_forward, _af3_fused=fn, _af3_params_cls=params_cls,
+                               _af3_precision=precision)
             count += 1
     facts["tri_mul_modules_swapped"] = count if fn is not None else 0
     return facts

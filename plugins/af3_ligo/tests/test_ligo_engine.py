@@ -118,14 +118,16 @@ def test_non_finite_outputs_fail_the_pass():
 
 
 FUSED_CHOICES = {"msa": {"msa_impl": "fused"}, "tri_attn": {"tri_attn_impl": "fused"},
-                 "tri_mul": {"tri_mul_impl": "fused"}, "af3": {"kernels": "af3"}}
-ZEROED = ("msa", "tri_attn", "tri_mul")
+                 "tri_mul": {"tri_mul_impl": "fused"}, "transition": {"transition_impl": "fused"},
+                 "af3": {"kernels": "af3"}}
+ZEROED = ("msa", "tri_attn", "tri_mul", "transition")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("af3_kernels") is None,
                     reason="af3-kernels is not installed (pip install -e plugins/af3_kernels)")
 def test_fused_ops_give_the_same_model_output():
-    """Each op on af3 kernels (msa_impl, tri_attn_impl, tri_mul_impl =fused, and kernels=af3 for all) against
+    """Each op on af3 kernels (msa_impl, tri_attn_impl, tri_mul_impl, transition_impl = fused, and
+    kernels=af3 for all) against
     the torch implementations: re-randomised weights (the repo zero-initialises many output
     projections), 16 tokens, 4 MSA rows, on the GPU when there is one; without one the kernels run in
     Triton's interpreter in a fresh process (it must see TRITON_INTERPRET=1 before triton is first
@@ -156,6 +158,8 @@ def test_fused_ops_give_the_same_model_output():
                 if zero == "tri_attn" and type(m).__name__.startswith("TriangleAttention"):
                     m.forward = zero_update
                 if zero == "tri_mul" and type(m).__name__.startswith("TriangleMultiplication"):
+                    m.forward = zero_update
+                if zero == "transition" and type(m).__name__ == "Transition":
                     m.forward = zero_update
             passes.run_pass(r.model, r.batch, "fp32", DEVICE)
             return {k: v.double().cpu() for k, v in r.capture.outputs.items()}

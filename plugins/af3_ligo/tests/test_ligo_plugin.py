@@ -127,7 +127,7 @@ def test_counts_out_of_range_are_refused(key, value):
 
 
 @pytest.mark.parametrize("fused", [{"msa_impl": "fused"}, {"tri_attn_impl": "fused"}, {"tri_mul_impl": "fused"},
-                                   {"kernels": "af3"}])
+                                   {"transition_impl": "fused"}, {"kernels": "af3"}])
 def test_fused_on_a_cpu_needs_the_triton_interpreter(monkeypatch, fused):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     (err,) = validate({**DEFAULTS, **fused}, "cpu")
@@ -137,10 +137,10 @@ def test_fused_on_a_cpu_needs_the_triton_interpreter(monkeypatch, fused):
 
 
 def test_kernels_af3_fuses_every_op_and_refuses_a_contrary_choice():
-    assert op_impls({**DEFAULTS, "kernels": "af3"}) == {"msa_impl": "fused", "tri_attn_impl": "fused",
-                                                       "tri_mul_impl": "fused"}
+    assert op_impls({**DEFAULTS, "kernels": "af3"}) == dict.fromkeys(
+        ("msa_impl", "tri_attn_impl", "tri_mul_impl", "transition_impl"), "fused")
     assert op_impls({**DEFAULTS, "tri_attn_impl": "fused"}) == {"msa_impl": "torch", "tri_attn_impl": "fused",
-                                                               "tri_mul_impl": "torch"}
+                                                               "tri_mul_impl": "torch", "transition_impl": "torch"}
     (err,) = validate({**DEFAULTS, "kernels": "af3", "msa_impl": "seed"}, "cuda")
     assert "msa_impl=seed" in err and "kernels=af3" in err
     assert validate({**DEFAULTS, "kernels": "af3", "msa_impl": "fused"}, "cuda") == []

@@ -15,7 +15,7 @@ from af3_kernels.kernel import VARIANT, KernelSpec, variant_problem
 
 SETTINGS = {
     "variant": VARIANT,
-    "pair_dim": Setting(128, "tri_mul: pair channels c (AF3: 128)"),
+    "pair_dim": Setting(128, "tri_mul, transition: pair channels c (AF3: 128)"),
     "tri_hidden": Setting(128, "tri_mul: hidden channels h of the a/b projections (AF3: 128)"),
     # shared with the other kernels: the same declarations
     "B": EVO_SETTINGS["B"],

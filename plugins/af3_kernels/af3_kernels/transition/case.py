@@ -1,0 +1,87 @@
+"""One benchmark case of the Transition (the runner's KernelCase; worker only).
+
+Inputs: x [B, N, N, c] (N = --seq-len, c = pair_dim) and TransitionParams.random with hidden width
+expansion * c. Implementations behind ``fn(x)``: fused (function.py; forward only), torch (the
+eager reference), compile (torch.compile of it).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from af3core import CaseError
+
+from af3_kernels import floors
+from af3_kernels.kernel import Implementation, Inputs, KernelCase
+from af3_kernels.transition.reference import TransitionParams, transition_reference
+
+CHECK_ROWS = 4096  # rows checked against float64
+_ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+
+def transition_floor(direction: str, M: int, c: int, n: int, dtype: str, precision: str,
+                     rates: floors.Rates) -> floors.Floor:
+    """Forward: x read and out written (e*2*M*c bytes; the activation never leaves the chip),
+    3 products of 2*M*c*n*c flops each. bf16, N = 768 (M = 589,824), c = 128, n = 4 on an H200:
+    bytes 302 MB -> 70 us; 116 GFLOP -> 147 us (tensor-bound)."""
+    if direction != "fwd":
+        raise ValueError("the transition's floor is defined for fwd only")
+    e = _ELEMENT_BYTES[dtype]
+    return floors.floor(e * 2 * M * c, 6.0 * M * c * n * c, 0, dtype, precision, rates)
+
+
+class TransitionCase(KernelCase):
+    def __init__(self, settings, size, device):
+        super().__init__(settings, size, device)
+        s = settings
+        self.B, self.N = int(s["B"]), int(size)
+        self.c, self.n = int(s["pair_dim"]), int(s["expansion"])
+        self.dtype_name = s["dtype"]
+        self.precision = "tf32" if s["precision"].startswith("tf32") else "ieee"
+
+    def facts(self) -> dict[str, Any]:
+        return {"shape": {"B": self.B, "N": self.N, "c": self.c, "hidden": self.n * self.c},
+                "precision": self.precision if self.dtype_name == "fp32" else None}
+
+    def make_inputs(self, dtype, grad, generator) -> Inputs:
+        mk = dict(device=self.device, generator=generator)
+        x = torch.randn((self.B, self.N, self.N, self.c), dtype=dtype, **mk).requires_grad_(grad)
+        self._params = TransitionParams.random(self.c, self.n, dtype=dtype, **mk)
+        for t in self._params.tensors():
+            t.requires_grad_(grad)
+        grad_args = (x, *self._params.tensors()) if grad else ()
+        return Inputs(args=(x,), grad_args=grad_args, dout=torch.randn_like(x) if grad else None)
+
+    def implementation(self, name, inputs, direction) -> Implementation:
+        torch.backends.cuda.matmul.allow_tf32 = self.precision == "tf32"
+        params = self._params
+        facts = {"torch_matmul": "tf32" if self.precision == "tf32" else "fp32"}
+        if name == "fused":
+            if direction != "fwd":
+                raise CaseError("impl=fused of transition is forward-only so far: use --mode fwd")
+            from af3_kernels.transition.function import transition
+
+            precision = self.precision
+            return Implementation(lambda x: transition(x, params, precision), facts)
+        reference = functools.partial(transition_reference, p=params)
+        if name == "torch":
+            return Implementation(reference, facts)
+        if name == "compile":
+            return Implementation(torch.compile(reference, dynamic=False), facts)
+        raise CaseError(f"transition has no impl {name!r}")
+
+    def floor(self, direction, rates) -> floors.Floor:
+        return transition_floor(direction, self.B * self.N * self.N, self.c, self.n, self.dtype_name,
+                                self.precision, rates)
+
+    def check(self, out, inputs) -> dict[str, Any]:
+        (x,) = inputs.args
+        rows = x.reshape(-1, self.c)[:CHECK_ROWS]
+        with torch.no_grad():
+            ref64 = transition_reference(rows.double(), self._params.to(torch.float64))
+            err = (out.reshape(-1, self.c)[:CHECK_ROWS].double() - ref64).abs().max().item()
+            ref_err = (transition_reference(rows, self._params).double() - ref64).abs().max().item()
+        return {"max_abs_err": err, "eager_same_dtype_max_abs_err": ref_err,
+                "err_checked_on": f"the first {len(rows)} rows vs float64"}

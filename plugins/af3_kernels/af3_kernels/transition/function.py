@@ -1,0 +1,61 @@
+"""Fused Transition: the forward an engine can swap in (inference).
+
+    from af3_kernels.transition.function import transition
+    update = transition(x, params)            # x [..., c] -> [..., c]
+
+One Triton kernel (kernels.py): LayerNorm, both projections, SiLU gating and the output projection,
+with the n*c-wide activation kept on chip. Under autocast the products run in the autocast dtype
+and the result comes out in it, as the eager module's linears do; fp32 dots at ``precision``
+("ieee", or "tf32" as torch's matmul precision "high"). Widths up to MAX_C channels (AF3's pair
+c = 128; the single representation's 384 stays with the eager module). Forward only: with
+gradients required it raises.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from af3_kernels.transition import kernels
+from af3_kernels.transition.limits import MAX_C
+from af3_kernels.transition.reference import TransitionParams
+
+PRECISIONS = ("ieee", "tf32")
+BLOCK_M, BLOCK_H = 64, 64
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the eager module's linears would run in: autocast's, else x's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def transition(x: torch.Tensor, p: TransitionParams, precision: str = "ieee") -> torch.Tensor:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if x.shape[-1] != p.c:
+        raise ValueError(f"x must end in c={p.c} channels, got {tuple(x.shape)}")
+    if p.c > MAX_C:
+        raise ValueError(f"the fused transition handles up to {MAX_C} channels, got {p.c}")
+    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p.tensors())):
+        raise NotImplementedError("the fused transition is forward-only (inference): call it under torch.no_grad(), "
+                                  "or use af3_kernels.transition.reference for training")
+    dtype = compute_dtype(x)
+    rows = x.reshape(-1, p.c)
+    if rows.stride(-1) != 1 or rows.stride(0) != p.c:
+        rows = rows.contiguous()
+    M = rows.shape[0]
+    out = torch.empty((M, p.c), device=x.device, dtype=dtype)
+    interp = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    w1, w2, w3 = (w.to(dtype).contiguous() for w in (p.w1, p.w2, p.w3))
+    kernels._transition_fwd[(triton.cdiv(M, BLOCK_M),)](
+        rows, p.ln_w, p.ln_b, w1, w2, w3, out, M, p.c, p.hidden, p.eps,
+        BLOCK_M=BLOCK_M, BLOCK_C=triton.next_power_of_2(p.c), BLOCK_H=BLOCK_H,
+        IN_PREC="tf32" if precision == "tf32" and dtype == torch.float32 else "ieee", INTERP=interp,
+        num_warps=1 if interp else 8)
+    return out.reshape(*x.shape[:-1], p.c)
+
+
+__all__ = ["transition", "compute_dtype", "PRECISIONS", "MAX_C"]
