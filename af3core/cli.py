@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", help="plugin-defined settings bundle, e.g. small or default")
     b.add_argument("--set", dest="sets", action="append", default=[], metavar="[PLUGIN:]KEY=VALUE",
                    help="a plugin setting (repeatable); unscoped, it goes to every selected plugin that has it")
+    b.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="[PLUGIN:]KEY=V1,V2,...",
+                   help="run every value of a setting (repeatable: the product of all sweeps, times the "
+                        "sizes); routed like --set")
     b.add_argument("--notes", default="", help="free text stored in every row")
     b.add_argument("--out", help="output folder (default results/<timestamp>/)")
     b.add_argument("--force", action="store_true", help="reuse an existing output folder, replacing its results")
@@ -133,6 +136,7 @@ def cmd_plugins(args) -> int:
 
 def _print_plan(plan) -> None:
     print(f"device: {plan.device.label}")
+    print(f"{len(plan.cases)} case(s)" + (f" ({plan.combinations} --sweep combinations)" if plan.combinations > 1 else ""))
     for c in plan.cases:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(c.case.settings.items()))
         print(f"{c.case_id}: {c.case.plugin} mode={c.case.mode} preset={c.case.preset} seq_len={c.case.seq_len} "
@@ -150,7 +154,8 @@ def _choices(args) -> Choices:
     if len(notes) > NOTES_MAX_CHARS:
         raise UsageError(f"--notes: {len(notes)} characters, more than {NOTES_MAX_CHARS}")
     return Choices(plugins=args.plugins, mode=args.mode, device=args.device, seq_len=args.seq_len,
-                   passes=args.passes, warmup=args.warmup, preset=args.preset, sets=args.sets, notes=notes,
+                   passes=args.passes, warmup=args.warmup, preset=args.preset, sets=args.sets,
+                   sweeps=args.sweeps, notes=notes,
                    until_oom=args.until_oom, max_cases=args.max_cases)
 
 

@@ -7,6 +7,7 @@ exit 2). A plugin hook that raises is reported against its plugin, and the other
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -111,6 +112,30 @@ def parse_set(items: Sequence[str]) -> list[SetItem]:
     return list(parsed.values())
 
 
+def parse_sweeps(items: Sequence[str], sets: Sequence[SetItem]) -> list[list[SetItem]]:
+    """``--sweep [PLUGIN:]KEY=V1,V2,...`` items -> one list of SetItems per combination (their
+    product, in the order given: the last sweep varies fastest); ``[[]]`` without sweeps."""
+    axes: list[list[SetItem]] = []
+    seen: set[tuple[str | None, str]] = set()
+    fixed = {(item.scope, item.key) for item in sets}
+    for item in items:
+        left, sep, values = item.partition("=")
+        match = re.fullmatch(rf"\s*(?:([\w\-]+):)?({_KEY})\s*", left)
+        if not sep or not match:
+            raise UsageError(f"--sweep {item!r}: expected KEY=V1,V2,... or PLUGIN:KEY=V1,V2,...")
+        scope, key = match.groups()
+        raws = [v.strip() for v in values.split(",")]
+        if not values.strip() or any(v == "" for v in raws):
+            raise UsageError(f"--sweep {item!r}: expected a comma-separated list of values, none empty")
+        if (scope, key) in seen:
+            raise UsageError(f"--sweep {item!r}: {key} is swept twice; give all its values in one --sweep")
+        if (scope, key) in fixed:
+            raise UsageError(f"--sweep {item!r}: {key} is also fixed by --set; drop one of them")
+        seen.add((scope, key))
+        axes.append([SetItem(scope, key, raw) for raw in dict.fromkeys(raws)])
+    return [list(combo) for combo in itertools.product(*axes)]
+
+
 def coerce(key: str, raw: str, default: Any) -> Any:
     """Parse a --set value to the type of the setting's default (or guess when there is none)."""
     if isinstance(default, bool):
@@ -179,6 +204,7 @@ class Plan:
     until_oom: bool = False
     faulty: list[str] = field(default_factory=list)  # named plugins left out because a hook raised
     source_versions: dict[str, str | None] = field(default_factory=dict)
+    combinations: int = 1  # --sweep combinations planned (1 without --sweep)
 
 
 @dataclass
@@ -193,6 +219,7 @@ class Choices:
     warmup: int | None = None
     preset: str | None = None
     sets: list[str] = field(default_factory=list)
+    sweeps: list[str] = field(default_factory=list)  # --sweep [PLUGIN:]KEY=V1,V2,...
     notes: str = ""
     until_oom: bool = False
     max_cases: int = DEFAULT_MAX_CASES
@@ -285,23 +312,41 @@ def build_plan(registry: Registry, choices: Choices) -> Plan:
         raise UsageError("--max-cases must be at least 1")
 
     availability = registry.availability(names)
-    sets = _sets_by_plugin(names, registry, parse_set(choices.sets)) if names else {}
+    fixed_sets = parse_set(choices.sets)
+    combos = parse_sweeps(choices.sweeps, fixed_sets)
+    if len(combos) > choices.max_cases and not choices.until_oom:
+        raise UsageError(f"--sweep makes {len(combos)} combinations, more than --max-cases {choices.max_cases}")
     cases: list[PlannedCase] = []
     skipped: list[tuple[str, str]] = []
     faulty: list[str] = []
-    for name in names:
-        plugin = registry.plugins[name]
-        try:
-            cases.extend(_plan_plugin(plugin, availability[name], choices, device, sets[name], fixed_seq_lens,
-                                      start_index=len(cases), explicit_plugin=bool(explicit)))
-        except PluginFault as exc:
-            skipped.append((name, str(exc)))
-            if explicit:
-                faulty.append(name)
-        except _CannotRunHere as exc:  # a bare run goes on without this plugin
-            if explicit:
-                raise UsageError(str(exc)) from None
-            skipped.append((name, str(exc)))
+    planned_keys: set[tuple] = set()
+    for combo in combos:
+        sets = _sets_by_plugin(names, registry, [*fixed_sets, *combo]) if names else {}
+        for name in names:
+            if name in faulty or any(n == name for n, _ in skipped):
+                continue
+            plugin = registry.plugins[name]
+            try:
+                new = _plan_plugin(plugin, availability[name], choices, device, sets[name], fixed_seq_lens,
+                                   start_index=len(cases), explicit_plugin=bool(explicit))
+            except PluginFault as exc:
+                skipped.append((name, str(exc)))
+                if explicit:
+                    faulty.append(name)
+                continue
+            except _CannotRunHere as exc:  # a bare run goes on without this plugin
+                if explicit:
+                    raise UsageError(str(exc)) from None
+                skipped.append((name, str(exc)))
+                continue
+            # a swept key this plugin lacks would repeat its cases: keep each case once
+            for pc in new:
+                key = (pc.group, pc.case.seq_len)
+                if key not in planned_keys:
+                    planned_keys.add(key)
+                    pc.case_id = _case_id(len(cases), name, pc.case.mode, pc.case.seq_len, pc.case.preset,
+                                          pc.case.settings)
+                    cases.append(pc)
     if not explicit:
         skipped += [(b.name, f"broken: {b.error}") for b in registry.broken]
         skipped += [(name, f"conflict: {registry.conflict_text(name)}") for name in registry.conflicts]
@@ -312,7 +357,7 @@ def build_plan(registry: Registry, choices: Choices) -> Plan:
         raise UsageError(f"the plan has {len(cases)} cases, more than --max-cases {choices.max_cases}: "
                          "narrow --seq-len or --plugin, or raise --max-cases")
     versions = {name: availability[name].source_version for name in names}
-    return Plan(cases, skipped, device, choices.until_oom, faulty, versions)
+    return Plan(cases, skipped, device, choices.until_oom, faulty, versions, len(combos))
 
 
 def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, sets: list[SetItem],

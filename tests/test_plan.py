@@ -129,6 +129,31 @@ def test_a_scoped_setting_goes_to_its_plugin_only():
         build_plan(TWO, Choices(plugins=["a"], device="cpu", sets=["b:n=1"]))
 
 
+def test_a_sweep_plans_the_product_of_its_values_per_size():
+    plan = build_plan(TWO, Choices(plugins=["a"], device="cpu", seq_len="8,16", sweeps=["S=1,2,3", "n=5,6"]))
+    got = [(c.case.settings["S"], c.case.settings["n"], c.case.seq_len) for c in plan.cases]
+    assert got == [(s, n, L) for s in (1, 2, 3) for n in (5, 6) for L in (8, 16)]
+    assert plan.combinations == 6 and len({c.case_id for c in plan.cases}) == 12
+    assert len({c.group for c in plan.cases}) == 6  # each combination its own --until-oom group
+
+
+def test_a_sweep_is_routed_like_set_and_a_plugin_without_the_key_runs_once():
+    plan = build_plan(TWO, Choices(device="cpu", seq_len="8", sweeps=["S=1,2"]))
+    assert sorted((c.case.plugin, c.case.settings.get("S")) for c in plan.cases) == [("a", 1), ("a", 2), ("b", None)]
+    plan = build_plan(TWO, Choices(device="cpu", seq_len="8", sweeps=["b:n=3,4"]))
+    assert sorted((c.case.plugin, c.case.settings["n"]) for c in plan.cases) == [("a", 1), ("b", 3), ("b", 4)]
+
+
+@pytest.mark.parametrize("sweeps, sets_, match", [
+    (["S="], [], "comma-separated"), (["S=1,,2"], [], "comma-separated"), (["S"], [], "KEY=V1"),
+    (["S=1", "S=2"], [], "swept twice"), (["S=1,2"], ["S=3"], "also fixed by --set"),
+    (["T=1,2"], [], "no selected plugin has a setting 'T'"), (["S=1,x"], [], "expected an integer"),
+])
+def test_bad_sweeps_are_usage_errors(sweeps, sets_, match):
+    with pytest.raises(UsageError, match=match):
+        build_plan(TWO, Choices(device="cpu", seq_len="8", sweeps=sweeps, sets=sets_))
+
+
 def test_the_number_of_cases_is_capped():
     with pytest.raises(UsageError, match="--max-cases 5"):
         build_plan(TWO, Choices(device="cpu", seq_len="1:6:1", max_cases=5))
