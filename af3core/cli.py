@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="write PNG plots of a finished run")
     pl.add_argument("dir", type=Path)
+
+    c = sub.add_parser("compare", help="two runs (or two settings of one run) case by case, with a verdict; "
+                                       "exit 1 when something got slower")
+    c.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="RUN_A RUN_B, or one RUN with --by")
+    c.add_argument("--by", metavar="KEY[=BASE]", help="within one run: cases differing only in setting KEY, "
+                                                     "each against KEY=BASE (default: the first value met)")
+    c.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
+    c.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal table")
+    c.add_argument("--csv", type=Path, metavar="FILE", help="also write the table to FILE")
     return parser
 
 
@@ -220,13 +229,19 @@ def cmd_plot(args) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args) -> int:
+    from af3core.compare import run_compare
+
+    return run_compare(args.runs, args.by, args.threshold, args.markdown, args.csv)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = args.command or "bench"
         if args.command is None:  # bare `af3`: same as `af3 bench`
             args = build_parser().parse_args(["bench"])
-        return {"plugins": cmd_plugins, "bench": cmd_bench, "plot": cmd_plot}[command](args)
+        return {"plugins": cmd_plugins, "bench": cmd_bench, "plot": cmd_plot, "compare": cmd_compare}[command](args)
     except UsageError as exc:
         print(f"af3: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
         return EXIT_USAGE
