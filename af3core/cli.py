@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"af3-bench {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    p = sub.add_parser("plugins", help="list the engine and kernel plugins found, and whether each can run here")
+    p = sub.add_parser("plugins", help="list the engine and kernel plugins found, and whether each can run here; "
+                                       "with NAME, that plugin's settings, presets and modes")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one plugin: its settings (type, default, choices, help)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     b = sub.add_parser("bench", help="run benchmarks (no arguments: every available plugin at its quick defaults)")
@@ -103,7 +105,9 @@ def _plugin_entries(registry: discovery.Registry) -> list[dict]:
                         "version": plugin.version, "available": a.ok, "reason": a.reason, "fix": a.fix,
                         "source_version": a.source_version, "modes": list(plugin.modes),
                         "presets": list(plugin.presets), "description": plugin.description,
-                        "settings": {k: {"default": v.default, "help": v.help,
+                        "default_mode": plugin.default_mode,
+                        "preset_values": {k: dict(v) for k, v in plugin.presets.items()},
+                        "settings": {k: {"type": type(v.default).__name__, "default": v.default, "help": v.help,
                                          "choices": list(v.choices) if v.choices is not None else None}
                                      for k, v in plugin.settings.items()},
                         "setting_prefixes": list(plugin.setting_prefixes)})
@@ -119,8 +123,44 @@ def _plugin_entries(registry: discovery.Registry) -> list[dict]:
     return entries
 
 
+def _print_plugin(entry: dict) -> None:
+    """One plugin: what it is, whether it runs here, its modes, presets and settings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    runs = "runs here" if entry["available"] else f"does not run here: {entry['reason']}" + (
+        f" (fix: {entry['fix']})" if entry["fix"] else "")
+    console.print(f"[bold]{entry['name']}[/bold] ({entry['kind']}, {entry['distribution']} {entry['version']}): "
+                  f"{entry.get('description') or ''}\n{runs}")
+    if entry.get("modes"):
+        console.print(f"modes: {', '.join(entry['modes'])} (default {entry.get('default_mode')})")
+    for name, values in (entry.get("preset_values") or {}).items():
+        shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "the settings' defaults"
+        console.print(f"preset {name}: {shown}")
+    table = Table(title=f"settings of {entry['name']} (--set KEY=VALUE)")
+    for col in ("setting", "type", "default", "choices", "help"):
+        table.add_column(col, overflow="fold")
+    for key, s in (entry.get("settings") or {}).items():
+        table.add_row(key, s["type"], str(s["default"]), ", ".join(map(str, s["choices"] or [])), s["help"])
+    console.print(table)
+    if entry.get("setting_prefixes"):
+        console.print(f"also any key starting with: {', '.join(entry['setting_prefixes'])}")
+
+
 def cmd_plugins(args) -> int:
     entries = _plugin_entries(discovery.load())
+    if args.name is not None:
+        chosen = [e for e in entries if e["name"] == args.name]
+        if not chosen:
+            known = ", ".join(sorted({e["name"] for e in entries})) or "none"
+            raise UsageError(f"no plugin named {args.name!r} (plugins: {known})")
+        if args.json:
+            print(json.dumps(chosen[0] if len(chosen) == 1 else chosen, indent=2, default=str))
+        else:
+            for entry in chosen:
+                _print_plugin(entry)
+        return EXIT_OK
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return EXIT_OK

@@ -141,3 +141,16 @@ def test_discovery_imports_no_framework(plugin_site):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_plugins_name_lists_one_plugins_settings(af3):
+    proc = af3.run("plugins", "testplugin")
+    assert proc.returncode == 0, proc.stderr
+    assert "work_ms" in proc.stdout and "float" in proc.stdout and "modes:" in proc.stdout
+    proc = af3.run("plugins", "testplugin", "--json")
+    entry = json.loads(proc.stdout)
+    assert entry["settings"]["work_ms"] == {"type": "float", "default": 0.0, "help": "extra sleep per pass, ms",
+                                            "choices": None}
+    assert "none" in entry["settings"]["fault"]["choices"]
+    proc = af3.run("plugins", "nosuchplugin")
+    assert proc.returncode == 2 and "no plugin named 'nosuchplugin'" in proc.stderr and "testplugin" in proc.stderr
