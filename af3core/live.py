@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -48,6 +49,14 @@ def _last_median(result: CaseRecord) -> tuple[float | None, float | None]:
     return (times[-1] if times else None, stats.median(times))
 
 
+def spread_text(result: CaseRecord) -> str:
+    """The passes' relative standard deviation ("±1.2%"), with "noisy" past stats.NOISY_REL_STDEV."""
+    summary = stats.time_summary(result.ok_times)
+    if summary["rel_stdev"] is None or len(result.ok_times) < 2:
+        return ""
+    return f"±{100 * summary['rel_stdev']:.1f}%" + (" noisy" if summary["noisy"] else "")
+
+
 class LiveTable:
     """A rich table, one line per case, redrawn a few times a second."""
 
@@ -55,25 +64,31 @@ class LiveTable:
         self.console = console or Console()
         self.results: dict[str, CaseRecord | None] = {c.case_id: None for c in plan.cases}
         self.plan = plan
+        self.started = time.monotonic()
         self.live = Live(get_renderable=self._table, console=self.console, refresh_per_second=4, transient=False)
 
     def _table(self) -> Table:
         table = Table(title="af3 bench", expand=False)
-        for col in ("case", "plugin", "parameters", "status", "last", "median", "compile", "peak GPU", "peak RSS"):
-            table.add_column(col, justify="right" if col in ("last", "median", "compile", "peak GPU", "peak RSS")
-                             else "left")
+        done = sum(1 for r in self.results.values() if r is not None and r.status != "pending")
+        table.caption = f"case {min(done + 1, len(self.results))} of {len(self.results)}, " \
+                        f"{time.monotonic() - self.started:.0f} s elapsed"
+        for col in ("case", "plugin", "parameters", "status", "last", "median", "spread", "compile", "peak GPU",
+                    "peak RSS"):
+            table.add_column(col, justify="right" if col in ("last", "median", "spread", "compile", "peak GPU",
+                                                             "peak RSS") else "left")
         for planned in self.plan.cases:
             r = self.results.get(planned.case_id)
             if r is None:
                 case = planned.case
                 table.add_row(planned.case_id[:3], case.plugin, f"{case.mode} {case.preset or ''} L={case.seq_len}",
-                              "[dim]queued[/dim]", "", "", "", "", "")
+                              "[dim]queued[/dim]", "", "", "", "", "", "")
                 continue
             last, median = _last_median(r)
             status = status_text(r)
             style = "green" if r.status == "ok" else "red" if r.status != "pending" else "yellow"
             table.add_row(planned.case_id[:3], planned.case.plugin, params_text(r), f"[{style}]{status}[/{style}]",
-                          _fmt_ms(last), _fmt_ms(median), _fmt_ms(r.compile_ms), _fmt_bytes(r.nvml_peak_gpu_bytes),
+                          _fmt_ms(last), _fmt_ms(median), spread_text(r), _fmt_ms(r.compile_ms),
+                          _fmt_bytes(r.nvml_peak_gpu_bytes),
                           _fmt_bytes(r.sampled_peak_rss_bytes))
         return table
 
@@ -131,7 +146,9 @@ class PlainProgress:
     def done(self, result: CaseRecord) -> None:
         _, median = _last_median(result)
         if result.status == "ok":
-            self._print(f"[{result.planned.case_id}] done: median {_fmt_ms(median)}, compile "
+            spread = spread_text(result)
+            self._print(f"[{result.planned.case_id}] done: median {_fmt_ms(median)}"
+                        f"{' ' + spread if spread else ''}, compile "
                         f"{_fmt_ms(result.compile_ms)}, peak GPU {_fmt_bytes(result.nvml_peak_gpu_bytes)}, "
                         f"peak RSS {_fmt_bytes(result.sampled_peak_rss_bytes)}")
         else:

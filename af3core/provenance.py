@@ -80,10 +80,24 @@ def source_commit(root: Path) -> str | None:
     return None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo; elsewhere platform.processor())."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def host_facts() -> dict[str, Any]:
     """The short set that goes into every summary row."""
     return {
         "host": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
         "driver": devices.driver_version(),
         "python": platform.python_version(),
         "af3bench_version": __version__,

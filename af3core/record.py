@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,15 @@ SUMMARY_COLUMNS = [
     "nvml_peak_gpu_bytes", "framework", "framework_peak_bytes", "worker_peak_rss_bytes", "sampled_peak_rss_bytes",
     "error", "notes", "plugin_version", "engine_source_version", "host", "gpu_name", "gpu_index", "gpu_uuid",
     "driver", "python", "torch_version", "jax_version", "triton_version", "af3bench_version", "af3bench_commit",
-    "exit_note", "env",
+    "cpu_model", "cpu_count", "load_avg_1m_at_start", "exit_note", "env",
 ]
+
+
+def _load_1m() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every system
+        return None
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,9 @@ class CaseRecord:
     exit_note: str = ""  # how the worker ended when that is worth a word (killed after done...)
     log_path: Path | None = None
     log_dropped_bytes: int = 0
+    # the host's 1-minute load average when the case was planned to start: a loaded CPU changes CPU
+    # timings several-fold, and nothing else in a row would say so
+    load_avg_1m_at_start: float | None = field(default_factory=lambda: _load_1m())
     _shared: dict[str, Any] | None = field(default=None, repr=False)
     _env: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -241,7 +252,9 @@ class CaseRecord:
             "plugin_version": planned.plugin.version,
             "engine_source_version": self.engine_source_version,
             **{k: host.get(k) for k in ("host", "driver", "python", "torch_version", "jax_version",
-                                        "triton_version", "af3bench_version", "af3bench_commit")},
+                                        "triton_version", "af3bench_version", "af3bench_commit",
+                                        "cpu_model", "cpu_count")},
+            "load_avg_1m_at_start": self.load_avg_1m_at_start,
             **planned.gpu,
             "exit_note": self.exit_note,
             "env": json.dumps(recorded_env(planned.env), sort_keys=True),

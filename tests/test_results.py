@@ -116,3 +116,26 @@ def test_an_interpreter_without_af3_needs_is_a_clear_failure(af3, tmp_path):
     with open(out / "summary.csv") as f:
         [case] = list(csv.DictReader(f))
     assert case["status"] == "crashed" and "exited with code" in case["error"]  # and the log tail says why
+
+
+def test_the_summary_carries_the_spread_and_the_cpu_state(af3):
+    """40 ms passes: spread columns consistent, not noisy; the CPU's model, count and load are in the row."""
+    import csv
+
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8", "--passes", "6",
+                   "--set", "work_ms=40", "--out", "steady", "--plain", "--no-plot")
+    assert proc.returncode == 0, proc.stderr
+    row = next(csv.DictReader(open(af3.cwd / "steady" / "summary.csv")))
+    assert float(row["max_ms"]) >= float(row["median_ms"]) >= float(row["min_ms"])
+    assert float(row["rel_stdev"]) < 0.05 and row["noisy"] == "False"
+    assert row["cpu_count"] and row["load_avg_1m_at_start"]
+    assert "±" in proc.stdout  # the done line shows the spread
+
+
+def test_noisy_means_a_relative_stdev_over_5_percent_over_3_passes_or_more():
+    from af3core import stats
+
+    assert stats.time_summary([10.0, 10.1, 9.9, 10.0])["noisy"] is False
+    wide = stats.time_summary([10.0, 12.0, 8.0, 10.0])
+    assert wide["noisy"] is True and abs(wide["rel_stdev"] - 0.1633) < 1e-3
+    assert stats.time_summary([10.0, 20.0])["noisy"] is False  # too few passes to say
