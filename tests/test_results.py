@@ -139,3 +139,14 @@ def test_noisy_means_a_relative_stdev_over_5_percent_over_3_passes_or_more():
     wide = stats.time_summary([10.0, 12.0, 8.0, 10.0])
     assert wide["noisy"] is True and abs(wide["rel_stdev"] - 0.1633) < 1e-3
     assert stats.time_summary([10.0, 20.0])["noisy"] is False  # too few passes to say
+
+
+def test_plot_legends_name_only_the_settings_that_differ():
+    from af3core.plot import labeller
+
+    rows = [{"plugin": "k", "mode": "fwd", "preset": "", "settings": '{"impl": "torch", "dtype": "bf16", "reps": 5}'},
+            {"plugin": "k", "mode": "fwd", "preset": "", "settings": '{"impl": "fused", "dtype": "bf16", "reps": 5}'},
+            {"plugin": "k", "mode": "fwd", "preset": "", "settings": '{"impl": "fused", "dtype": "fp32", "reps": 5}'}]
+    label = labeller(rows)
+    assert [label(r) for r in rows] == ["dtype=bf16 impl=torch", "dtype=bf16 impl=fused", "dtype=fp32 impl=fused"]
+    assert labeller(rows[:1])(rows[0]) == "k fwd"  # one line: nothing differs
