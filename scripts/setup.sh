@@ -37,6 +37,9 @@ pip_install --upgrade pip setuptools wheel
 # torch first and pinned: later requirements that merely name torch are then already satisfied.
 pip_install "$TORCH_SPEC"
 pip_install "$JAX_SPEC" -r scripts/requirements.txt
+# Boltz-2 from the package index, without its declared pins (docs/BOLTZ.md): the model runs on this
+# environment's numpy and scipy; what it imports is in requirements.txt.
+pip_install --no-deps "boltz==2.2.1"
 plugins=(); for dir in plugins/*/; do [ -f "$dir/pyproject.toml" ] && plugins+=(-e "$dir"); done
 pip_install --no-build-isolation -e . "${plugins[@]}"
 

@@ -113,7 +113,7 @@ def test_a_name_registered_twice_is_a_conflict_never_resolved_silently(af3_with_
 
 
 #: What registering and checking a plugin must not import: the frameworks and the engines' own code.
-HEAVY = ("torch", "jax", "jaxlib", "triton", "haiku", "tokamax", "alphafold3", "src")
+HEAVY = ("torch", "jax", "jaxlib", "triton", "haiku", "tokamax", "alphafold3", "src", "boltz", "rdkit")
 
 
 #: Every plugin distribution of this repository (plugins/<package>/<package>/plugin.py), and the test plugin.
