@@ -94,3 +94,41 @@ def test_registered_and_wide_pairs_refused_at_plan_time():
     assert registry.validate(base, "cpu") == []
     (problem,) = registry.validate({**base, "pair_dim": 384}, "cpu")
     assert "pair_dim" in problem
+
+
+# Compiles the forward kernel for sm_90a at every launch configuration function.launch_config picks
+# and prints the shared memory each asks for. In a process of its own, without TRITON_INTERPRET.
+_COMPILE_SM90 = """
+import json, torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from af3_kernels.transition import function, kernels
+fn, out = kernels._transition_fwd, {}
+for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+    for c in (32, 64, 128, 256):
+        block_m, block_h, stages = function.launch_config(dtype, c)
+        const = dict(BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(c), BLOCK_H=block_h,
+                     IN_PREC="tf32" if name == "fp32" else "ieee", INTERP=False)
+        sig = {n: "constexpr" if n in const else ("*fp32" if n in ("x_ptr", "lnw_ptr", "lnb_ptr") else "*" + name)
+               if n in const or n.endswith("_ptr") else ("fp32" if n == "eps" else "i32") for n in fn.arg_names}
+        src = ASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v for k, v in const.items()})
+        ck = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=8, num_stages=stages))
+        out[f"{name}-c{c}"] = ck.metadata.shared
+print(json.dumps(out))
+"""
+
+
+def test_every_launch_configuration_fits_hopper_shared_memory():
+    import json
+    import subprocess
+
+    from af3_kernels.transition.function import SHARED_LIMIT
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SM90], capture_output=True, text=True, timeout=600, env=env)
+    if proc.returncode and ("ptxas" in proc.stderr or "GPUTarget" in proc.stderr):
+        pytest.skip(f"this Triton cannot compile for sm_90 offline: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shared = json.loads(proc.stdout.strip().splitlines()[-1])
+    print("\nshared memory per configuration:", shared)
+    assert shared and all(v <= SHARED_LIMIT for v in shared.values()), shared

@@ -22,7 +22,18 @@ from af3_kernels.transition.limits import MAX_C
 from af3_kernels.transition.reference import TransitionParams
 
 PRECISIONS = ("ieee", "tf32")
-BLOCK_M, BLOCK_H = 64, 64
+#: Hopper's shared memory per block (227 KB on an H100 and an H200), less a margin for Triton's own
+SHARED_LIMIT = 200 * 1024
+
+
+def launch_config(dtype: torch.dtype, c: int) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_H, num_stages). The hidden loop pipelines three weight tiles per stage, so
+    fp32 needs narrower tiles and fewer stages: at (64, 64, 3) an fp32 c = 128 kernel asks for
+    320 KB of shared memory and fails to launch on an H100 (seen in a Ligo paper trunk run).
+    tests/test_transition.py compiles every configuration for sm_90 and checks it fits SHARED_LIMIT."""
+    if dtype == torch.float32:
+        return (64, 32, 2) if c <= 128 else (32, 32, 2)
+    return (64, 64, 3) if c <= 128 else (64, 32, 2)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -50,12 +61,13 @@ def transition(x: torch.Tensor, p: TransitionParams, precision: str = "ieee") ->
     out = torch.empty((M, p.c), device=x.device, dtype=dtype)
     interp = os.environ.get("TRITON_INTERPRET", "0") == "1"
     w1, w2, w3 = (w.to(dtype).contiguous() for w in (p.w1, p.w2, p.w3))
-    kernels._transition_fwd[(triton.cdiv(M, BLOCK_M),)](
+    block_m, block_h, stages = launch_config(dtype, p.c)
+    kernels._transition_fwd[(triton.cdiv(M, block_m),)](
         rows, p.ln_w, p.ln_b, w1, w2, w3, out, M, p.c, p.hidden, p.eps,
-        BLOCK_M=BLOCK_M, BLOCK_C=triton.next_power_of_2(p.c), BLOCK_H=BLOCK_H,
+        BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(p.c), BLOCK_H=block_h,
         IN_PREC="tf32" if precision == "tf32" and dtype == torch.float32 else "ieee", INTERP=interp,
-        num_warps=1 if interp else 8)
+        num_warps=1 if interp else 8, num_stages=stages)
     return out.reshape(*x.shape[:-1], p.c)
 
 
-__all__ = ["transition", "compute_dtype", "PRECISIONS", "MAX_C"]
+__all__ = ["transition", "compute_dtype", "launch_config", "PRECISIONS", "MAX_C", "SHARED_LIMIT"]
