@@ -11,23 +11,17 @@ Without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1) on ti
 compiled, plus larger shapes, all four head dims, the tensor-core fp32 precisions and a case
 needing 64-bit offsets.
 """
-import importlib.util
 import os
 import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("the fused kernel needs triton", allow_module_level=True)
-
+pytest.importorskip("triton", reason="the fused kernel needs triton")
 CUDA = torch.cuda.is_available()
-if not CUDA:
-    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
-                    "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
-    # Before triton's first import: it decides at decoration time, its own library included.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":  # conftest.py sets it unless triton came first
+    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
+                "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
 
 import triton  # noqa: E402
 

@@ -11,23 +11,17 @@ Implementation choices travel as an MSAPWAOptions per call, never as module stat
 launch function with monkeypatch, undone after each), so the tests run in any order and in parallel
 (pytest-xdist).
 """
-import importlib.util
 import os
 import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("the fused kernel needs triton", allow_module_level=True)
-
+pytest.importorskip("triton", reason="the fused kernel needs triton")
 CUDA = torch.cuda.is_available()
-if not CUDA:
-    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
-                    "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
-    # Before triton's first import: it decides at decoration time, its own library included.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":  # conftest.py sets it unless triton came first
+    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
+                "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
 
 from af3_kernels.msa_pwa import gluon_split, launch, ops  # noqa: E402
 from af3_kernels.msa_pwa.function import MSAWeightedAveragingFused, msa_pair_weighted_averaging  # noqa: E402

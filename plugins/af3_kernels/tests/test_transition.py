@@ -3,22 +3,17 @@ other kernels: against float64, max abs error within 3x the same-dtype eager err
 the output's scale, cosine >= 0.999; inputs untouched. Triton's interpreter on small shapes without
 a GPU; compiled, at AF3's widths and in bf16/fp16 and autocast with one.
 """
-import importlib.util
 import os
 import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("the fused kernel needs triton", allow_module_level=True)
-
+pytest.importorskip("triton", reason="the fused kernel needs triton")
 CUDA = torch.cuda.is_available()
-if not CUDA:
-    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
-                    "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":  # conftest.py sets it unless triton came first
+    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
+                "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
 
 from af3_kernels import registry  # noqa: E402
 from af3_kernels.transition.function import transition  # noqa: E402

@@ -5,22 +5,16 @@ PyTorch reference's (plus one unit in the last place of the dtype at the output'
 similarity at or above 0.999; inputs untouched. Without a GPU in Triton's interpreter on small odd
 shapes; with one, the same compiled plus AF3's widths (c = h = 128) and bf16/fp16.
 """
-import importlib.util
 import os
-import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("the fused kernel needs triton", allow_module_level=True)
-
+pytest.importorskip("triton", reason="the fused kernel needs triton")
 CUDA = torch.cuda.is_available()
-if not CUDA:
-    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
-                    "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":  # conftest.py sets it unless triton came first
+    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run the CPU tests "
+                "with TRITON_INTERPRET=1 in the environment", allow_module_level=True)
 
 from af3_kernels import registry  # noqa: E402
 from af3_kernels.tri_mul.function import tri_mul  # noqa: E402

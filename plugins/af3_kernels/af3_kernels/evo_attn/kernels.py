@@ -63,13 +63,7 @@ def _mm(a, b, IN_PREC: tl.constexpr, INTERP: tl.constexpr):
         return tl.dot(a, b, input_precision=IN_PREC)
 
 
-@triton.jit
-def _mma(a, b, acc, IN_PREC: tl.constexpr, INTERP: tl.constexpr):
-    """acc + a @ b (fp32 acc)."""
-    if INTERP:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
-    else:
-        return tl.dot(a, b, acc, input_precision=IN_PREC)
+_mma = interpret.mma  # acc + a @ b (fp32 acc)
 
 
 @triton.jit

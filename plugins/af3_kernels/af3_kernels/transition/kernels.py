@@ -16,14 +16,9 @@ import triton.language as tl
 from af3_kernels import interpret
 
 _cast = interpret.cast
+_dot = interpret.mma
 
 
-@triton.jit
-def _dot(a, b, acc, IN_PREC: tl.constexpr, INTERP: tl.constexpr):
-    if INTERP:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
-    else:
-        return tl.dot(a, b, acc, input_precision=IN_PREC)
 
 
 @triton.jit

@@ -70,10 +70,7 @@ def _ln_linear_gate(x_ptr, proj_ptr, w_ptr, wb_ptr, lnw_ptr, lnb_ptr, out_ptr, N
     xn = _cast(xc * rstd[:, None] * lnw[None, :] + lnb[None, :], w_ptr.dtype.element_ty, INTERP)
     # the output projection's weight [C, H] (nn.Linear), read as its transpose [H, C]
     w = tl.load(w_ptr + offs_c[None, :] * H + offs_h[:, None], mask=h_ok[:, None] & c_ok[None, :], other=0.0)
-    if INTERP:
-        acc = tl.dot(xn.to(tl.float32), w.to(tl.float32), input_precision="ieee")
-    else:
-        acc = tl.dot(xn, w, input_precision=IN_PREC)
+    acc = interpret.mma(xn, w, tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32), IN_PREC, INTERP)
     acc += tl.load(wb_ptr + offs_c, mask=c_ok, other=0.0).to(tl.float32)[None, :]
     rows = bat.to(tl.int64) * NN + offs_p
     ok = p_ok[:, None] & c_ok[None, :]
