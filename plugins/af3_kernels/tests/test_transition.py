@@ -89,6 +89,8 @@ def test_registered_and_wide_pairs_refused_at_plan_time():
     assert registry.validate(base, "cpu") == []
     (problem,) = registry.validate({**base, "pair_dim": 384}, "cpu")
     assert "pair_dim" in problem
+    (problem,) = registry.validate({**base, "precision": "tf32x3"}, "cpu")
+    assert "transition supports precision" in problem
 
 
 # Compiles the forward kernel for sm_90a at every launch configuration function.launch_config picks

@@ -102,3 +102,5 @@ def test_registered_with_its_variants_and_forward_only_fused():
     assert registry.validate({**base, "variant": "incoming"}, "cpu") == []
     (problem,) = registry.validate({**base, "variant": "tri_start"}, "cpu")
     assert "not a variant of tri_mul" in problem
+    (problem,) = registry.validate({**base, "precision": "bf16x6"}, "cpu")
+    assert "tri_mul supports precision auto, ieee, tf32" in problem

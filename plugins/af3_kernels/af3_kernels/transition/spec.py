@@ -22,8 +22,14 @@ SETTINGS = {
 }
 
 
+#: fp32 GEMMs of this kernel: exact, or TF32 (torch's matmul precision "high"); "auto" is exact
+PRECISIONS = ("auto", "ieee", "tf32")
+
+
 def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
     problems = []
+    if settings.get("precision", "auto") not in PRECISIONS:
+        problems.append(f"transition supports precision {', '.join(PRECISIONS)}, not {settings.get('precision')}")
     c = int(settings.get("pair_dim", 128))
     if not 1 <= c <= MAX_C:
         problems.append(f"pair_dim must be between 1 and {MAX_C} for the transition")

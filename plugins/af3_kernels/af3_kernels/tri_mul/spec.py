@@ -24,8 +24,14 @@ SETTINGS = {
 }
 
 
+#: fp32 GEMMs of this kernel: exact, or TF32 (torch's matmul precision "high"); "auto" is exact
+PRECISIONS = ("auto", "ieee", "tf32")
+
+
 def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
     problems = []
+    if settings.get("precision", "auto") not in PRECISIONS:
+        problems.append(f"tri_mul supports precision {', '.join(PRECISIONS)}, not {settings.get('precision')}")
     problem = variant_problem("tri_mul", settings.get("variant", "auto"))
     if problem:
         problems.append(problem)
