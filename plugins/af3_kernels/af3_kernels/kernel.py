@@ -26,6 +26,18 @@ def resolve_variant(kernel: str, value: str) -> str:
     return KERNEL_VARIANTS[kernel][0] if value == "auto" else value
 
 
+#: ``--set precision=`` for kernels whose fp32 products are plain GEMMs (tri_mul, transition): exact
+#: ("auto", "ieee") or TF32 (torch's matmul precision "high"); the split precisions are refused
+GEMM_PRECISIONS = ("auto", "ieee", "tf32")
+
+
+def gemm_precision(kernel: str, value: str) -> tuple[str, str | None]:
+    """(the precision such a kernel runs, why ``value`` is refused or None)."""
+    if value not in GEMM_PRECISIONS:
+        return "ieee", f"{kernel} supports precision {', '.join(GEMM_PRECISIONS)}, not {value}"
+    return ("tf32" if value == "tf32" else "ieee"), None
+
+
 def variant_problem(kernel: str, value: str) -> str | None:
     """Why ``value`` is not a variant of ``kernel``, or None."""
     if value == "auto" or value in KERNEL_VARIANTS[kernel]:

@@ -14,7 +14,7 @@ import torch
 from af3core import CaseError
 
 from af3_kernels import floors
-from af3_kernels.kernel import Implementation, Inputs, KernelCase
+from af3_kernels.kernel import Implementation, Inputs, KernelCase, gemm_precision
 from af3_kernels.transition.reference import TransitionParams, transition_reference
 
 CHECK_ROWS = 4096  # rows checked against float64
@@ -39,7 +39,7 @@ class TransitionCase(KernelCase):
         self.B, self.N = int(s["B"]), int(size)
         self.c, self.n = int(s["pair_dim"]), int(s["expansion"])
         self.dtype_name = s["dtype"]
-        self.precision = "tf32" if s["precision"] == "tf32" else "ieee"  # spec.validate allows auto, ieee, tf32
+        self.precision, _ = gemm_precision("transition", s["precision"])  # spec.validate refused the others
 
     def facts(self) -> dict[str, Any]:
         return {"shape": {"B": self.B, "N": self.N, "c": self.c, "hidden": self.n * self.c},

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from af3core import Setting
 
-from af3_kernels.kernel import KernelSpec
+from af3_kernels.kernel import KernelSpec, gemm_precision
 from af3_kernels.transition.limits import MAX_C
 from af3_kernels.tri_mul.spec import SETTINGS as TRI_MUL_SETTINGS
 
@@ -22,14 +22,11 @@ SETTINGS = {
 }
 
 
-#: fp32 GEMMs of this kernel: exact, or TF32 (torch's matmul precision "high"); "auto" is exact
-PRECISIONS = ("auto", "ieee", "tf32")
-
-
 def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
     problems = []
-    if settings.get("precision", "auto") not in PRECISIONS:
-        problems.append(f"transition supports precision {', '.join(PRECISIONS)}, not {settings.get('precision')}")
+    _, problem = gemm_precision("transition", settings.get("precision", "auto"))
+    if problem:
+        problems.append(problem)
     c = int(settings.get("pair_dim", 128))
     if not 1 <= c <= MAX_C:
         problems.append(f"pair_dim must be between 1 and {MAX_C} for the transition")

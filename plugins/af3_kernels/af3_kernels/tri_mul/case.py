@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from af3core import CaseError
 
 from af3_kernels import floors
-from af3_kernels.kernel import Implementation, Inputs, KernelCase, resolve_variant
+from af3_kernels.kernel import Implementation, Inputs, KernelCase, gemm_precision, resolve_variant
 from af3_kernels.tri_mul.reference import TriMulParams, tri_mul_reference
 
 CHECK_ROWS = 8  # output rows i checked against float64
@@ -51,7 +51,7 @@ class TriMulCase(KernelCase):
         self.use_mask = bool(s["mask"])
         self.dtype_name = s["dtype"]
         # fp32: "tf32" runs the GEMMs in TF32 (torch's matmul precision "high"), else exact fp32
-        self.precision = "tf32" if s["precision"] == "tf32" else "ieee"  # spec.validate allows auto, ieee, tf32
+        self.precision, _ = gemm_precision("tri_mul", s["precision"])  # spec.validate refused the others
 
     def facts(self) -> dict[str, Any]:
         return {"variant": self.variant, "shape": {"B": self.B, "N": self.N, "c": self.c, "h": self.h},

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from af3core import Setting
 
 from af3_kernels.evo_attn.spec import SETTINGS as EVO_SETTINGS
-from af3_kernels.kernel import VARIANT, KernelSpec, variant_problem
+from af3_kernels.kernel import VARIANT, KernelSpec, gemm_precision, variant_problem
 
 SETTINGS = {
     "variant": VARIANT,
@@ -24,14 +24,11 @@ SETTINGS = {
 }
 
 
-#: fp32 GEMMs of this kernel: exact, or TF32 (torch's matmul precision "high"); "auto" is exact
-PRECISIONS = ("auto", "ieee", "tf32")
-
-
 def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
     problems = []
-    if settings.get("precision", "auto") not in PRECISIONS:
-        problems.append(f"tri_mul supports precision {', '.join(PRECISIONS)}, not {settings.get('precision')}")
+    _, problem = gemm_precision("tri_mul", settings.get("precision", "auto"))
+    if problem:
+        problems.append(problem)
     problem = variant_problem("tri_mul", settings.get("variant", "auto"))
     if problem:
         problems.append(problem)
