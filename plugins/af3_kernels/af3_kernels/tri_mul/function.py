@@ -87,10 +87,16 @@ def tri_mul(z: torch.Tensor, mask: torch.Tensor | None, p: TriMulParams, variant
     out = torch.empty((B, N, N, C), device=z.device, dtype=dtype)
     kernels._ln_linear_gate[(triton.cdiv(NN, BLOCK_M_OUT), B)](
         x, proj, p.z_w.to(dtype), p.z_b, p.ln_out_w, p.ln_out_b, out, NN, H, C, proj.stride(0), 4 * H,
-        p.eps_out, BLOCK_M=BLOCK_M_OUT, BLOCK_H=triton.next_power_of_2(H), BLOCK_C=triton.next_power_of_2(C),
+        p.eps_out, BLOCK_M=BLOCK_M_OUT, BLOCK_H=_dot_block(H), BLOCK_C=_dot_block(C),
         IN_PREC="tf32" if precision == "tf32" and dtype == torch.float32 else "ieee", INTERP=interp,
         num_warps=8 if not interp else 1)
     return out
+
+
+
+def _dot_block(n: int) -> int:
+    """A tile side for a tl.dot operand: a power of two, at least 16 (the tensor cores' smallest K)."""
+    return max(16, triton.next_power_of_2(n))
 
 
 __all__ = ["tri_mul", "projection", "PRECISIONS"]
