@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from af3core import __version__, discovery
+from af3core import __version__, discovery, stopping
 from af3core.errors import UsageError
 from af3core.plan import DEFAULT_MAX_CASES, Choices, build_plan
 from af3core.writers import clean_text
@@ -34,6 +34,17 @@ def _positive_seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
     return value
+
+
+def _percent(text: str) -> float:
+    """``1``, ``1%`` or ``0.5``: a percentage above 0, returned as a fraction."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 1 or 0.5%, not {text!r}") from None
+    if not math.isfinite(value) or not 0 < value < 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage between 0 and 100, not {text!r}")
+    return value / 100
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--notes", default="", help="free text stored in every row")
     b.add_argument("--out", help="output folder (default results/<timestamp>/)")
     b.add_argument("--force", action="store_true", help="reuse an existing output folder, replacing its results")
+    b.add_argument("--min-time", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="after --passes, go on until the timed passes add up to this much time")
+    b.add_argument("--max-noise", type=_percent, default=None, metavar="PCT",
+                   help="after --passes (and --min-time), go on until the median is known to within "
+                        "+-PCT percent (its 95%% interval) or --max-time runs out; the row's stopped_by says which")
+    b.add_argument("--max-time", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help=f"with --max-noise: stop when the timed passes add up to this much time "
+                        f"(default {stopping.DEFAULT_MAX_TIME_S:g})")
     b.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help=f"wall-clock limit per case (default {DEFAULT_TIMEOUT_S:g})")
     b.add_argument("--until-oom", action="store_true",
@@ -189,7 +208,7 @@ def _print_plan(plan) -> None:
     for c in plan.cases:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(c.case.settings.items()))
         print(f"{c.case_id}: {c.case.plugin} mode={c.case.mode} preset={c.case.preset} seq_len={c.case.seq_len} "
-              f"passes={c.case.passes} warmup={c.case.warmup} [{settings}]")
+              f"{stopping.describe(c.case)} warmup={c.case.warmup} [{settings}]")
     if plan.until_oom:
         print("until-oom: each setting stops at its first out-of-memory size")
     for name, reason in plan.skipped:
@@ -202,9 +221,15 @@ def _choices(args) -> Choices:
     notes = clean_text(args.notes)
     if len(notes) > NOTES_MAX_CHARS:
         raise UsageError(f"--notes: {len(notes)} characters, more than {NOTES_MAX_CHARS}")
+    budget = max(args.min_time or 0.0, args.max_time or 0.0)
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    if budget and budget >= timeout:
+        raise UsageError(f"--min-time/--max-time {budget:g} s leave no time for set-up and compile under "
+                         f"--timeout {timeout:g} s: raise --timeout")
     return Choices(plugins=args.plugins, mode=args.mode, device=args.device, seq_len=args.seq_len,
                    passes=args.passes, warmup=args.warmup, preset=args.preset, sets=args.sets,
-                   sweeps=args.sweeps, notes=notes,
+                   sweeps=args.sweeps, notes=notes, min_time_s=args.min_time, max_noise=args.max_noise,
+                   max_time_s=args.max_time,
                    until_oom=args.until_oom, max_cases=args.max_cases)
 
 

@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from af3core.record import CaseRecord
-from af3core import stats
+from af3core import stats, stopping
 from af3core.plan import Plan
 
 
@@ -37,11 +37,25 @@ def status_text(result: CaseRecord) -> str:
         return "done" if result.status == "ok" else result.status
     phase = result.phase
     if phase == "pass" and result.pass_index is not None:
-        return f"pass {result.pass_index + 1}/{result.planned.case.passes}"
+        return f"pass {result.pass_index + 1}/{passes_text(result.planned.case)}"
     if phase == "warmup" and result.pass_index is not None:
         return f"warm-up {result.pass_index + 1}/{result.planned.case.warmup}"
     return {"starting": "starting", "importing": "importing", "setup": "setup", "compile": "compiling",
             "done": "finishing"}.get(phase, phase)
+
+
+def passes_text(case) -> str:
+    """How many timed passes: "3", or ">=3" when --min-time/--max-noise may ask for more."""
+    return f">={case.passes}" if stopping.adaptive(case) else str(case.passes)
+
+
+def _stop_text(result: CaseRecord) -> str:
+    """", 41 passes, stopped by noise (median +-0.8%)" for an adaptive case; "" otherwise."""
+    if not stopping.adaptive(result.planned.case):
+        return ""
+    noise = stats.median_noise(result.ok_times)
+    known = f" (median ±{100 * noise:.1f}%)" if noise is not None else ""
+    return f", {len(result.ok_times)} passes, stopped by {result.stopped_by}{known}"
 
 
 def _last_median(result: CaseRecord) -> tuple[float | None, float | None]:
@@ -137,7 +151,7 @@ class PlainProgress:
     def row(self, result: CaseRecord, row: dict[str, Any]) -> None:
         if row["ok"]:
             what = "warm-up" if row.get("warmup") else "pass"
-            total = result.planned.case.warmup if row.get("warmup") else result.planned.case.passes
+            total = result.planned.case.warmup if row.get("warmup") else passes_text(result.planned.case)
             self._print(f"[{result.planned.case_id}] {what} {row['pass_index'] + 1}/{total} {_fmt_ms(row['elapsed_ms'])}")
 
     def skipped(self, name: str, reason: str) -> None:
@@ -150,7 +164,7 @@ class PlainProgress:
             self._print(f"[{result.planned.case_id}] done: median {_fmt_ms(median)}"
                         f"{' ' + spread if spread else ''}, compile "
                         f"{_fmt_ms(result.compile_ms)}, peak GPU {_fmt_bytes(result.nvml_peak_gpu_bytes)}, "
-                        f"peak RSS {_fmt_bytes(result.sampled_peak_rss_bytes)}")
+                        f"peak RSS {_fmt_bytes(result.sampled_peak_rss_bytes)}{_stop_text(result)}")
         else:
             self._print(f"[{result.planned.case_id}] {result.status}: {result.error}")
 

@@ -11,9 +11,10 @@ import itertools
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
+from af3core import stopping
 from af3core.devices import Device, resolve_device
 from af3core.discovery import Registry
 from af3core.errors import UsageError
@@ -223,6 +224,9 @@ class Choices:
     notes: str = ""
     until_oom: bool = False
     max_cases: int = DEFAULT_MAX_CASES
+    min_time_s: float | None = None  # --min-time (seconds)
+    max_noise: float | None = None  # --max-noise, a fraction (0.01 for 1%)
+    max_time_s: float | None = None  # --max-time (seconds; only with --max-noise)
 
 
 def resolve_settings(plugin: Plugin, preset: str | None, sets: Sequence[SetItem],
@@ -295,6 +299,19 @@ def _sets_by_plugin(names: list[str], registry: Registry, items: list[SetItem]) 
     return by_plugin
 
 
+def _with_stopping(choices: Choices) -> Choices:
+    """--min-time, --max-noise and --max-time checked together (af3core.stopping); --max-time's
+    default filled in."""
+    max_time = choices.max_time_s
+    if max_time is not None and choices.max_noise is None:
+        raise UsageError("--max-time bounds --max-noise: give --max-noise too (or --min-time alone)")
+    if choices.max_noise is not None and max_time is None:
+        max_time = max(stopping.DEFAULT_MAX_TIME_S, choices.min_time_s or 0.0)
+    if choices.min_time_s and max_time is not None and choices.min_time_s > max_time:
+        raise UsageError(f"--min-time {choices.min_time_s:g} is more than --max-time {max_time:g}")
+    return replace(choices, max_time_s=max_time)
+
+
 def build_plan(registry: Registry, choices: Choices) -> Plan:
     device = resolve_device(choices.device)
     explicit = list(dict.fromkeys(p for p in choices.plugins if p != "all"))
@@ -310,6 +327,7 @@ def build_plan(registry: Registry, choices: Choices) -> Plan:
         raise UsageError("--warmup must be 0 or more")
     if choices.max_cases < 1:
         raise UsageError("--max-cases must be at least 1")
+    choices = _with_stopping(choices)
 
     availability = registry.availability(names)
     fixed_sets = parse_set(choices.sets)
@@ -395,7 +413,8 @@ def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, se
     planned = []
     for n in seq_lens:
         case = Case(plugin=plugin.name, mode=mode, seq_len=n, device=device.name, passes=passes, warmup=warmup,
-                    preset=preset, settings=dict(settings), notes=choices.notes)
+                    preset=preset, settings=dict(settings), notes=choices.notes,
+                    min_time_s=choices.min_time_s or 0.0, max_noise=choices.max_noise, max_time_s=choices.max_time_s)
         case_id = _case_id(start_index + len(planned), plugin.name, mode, n, preset, settings)
         planned.append(PlannedCase(plugin, case, case_id, group, env, gpu))
     return planned

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import msgpack
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_FRAME_BYTES = 1 << 20  # 1 MiB: a pass row is a few hundred bytes; anything bigger is a bug
 _HEADER = struct.Struct(">I")
 
@@ -149,9 +149,12 @@ SCHEMA: dict[str, dict[str, str]] = {
     "memory": {"framework": "str?", "framework_peak_bytes": "count?", "worker_peak_rss_bytes": "count?",
                "extra": "map"},
     "error": {"phase": "str", "error": "str", "error_kind": "str", "traceback": "str"},
+    "stopped": {"stopped_by": "str"},
     "done": {"exit_code": "int"},
 }
 PHASES = ("importing", "setup", "compile", "warmup", "pass")
+#: Why a case's timed passes stopped (af3core.stopping).
+STOP_REASONS = ("passes", "min_time", "noise", "max_time", "failure", "interrupted")
 
 
 def _compile(schema: dict[str, dict[str, str]]):
@@ -184,6 +187,8 @@ def check(message: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError(f"{kind} message has unexpected field(s) {', '.join(sorted(map(str, extra)))}")
     if kind == "phase" and message["phase"] not in PHASES:
         raise ProtocolError(f"phase message: unknown phase {_show(message['phase'])}")
+    if kind == "stopped" and message["stopped_by"] not in STOP_REASONS:
+        raise ProtocolError(f"stopped message: unknown reason {_show(message['stopped_by'])}")
     return message
 
 

@@ -24,7 +24,7 @@ STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "protocol", "interrupte
 # Leading columns of summary.csv, in order; the numeric figures a runner reports follow.
 SUMMARY_COLUMNS = [
     "run_id", "case_id", "plugin", "plugin_kind", "mode", "preset", "seq_len", "device", "settings", "status",
-    "n_ok", "n_failed", "n_warmup", *stats.TIME_COLUMNS, "compile_ms", "setup_ms",
+    "n_ok", "n_failed", "n_warmup", *stats.TIME_COLUMNS, "stopped_by", "compile_ms", "setup_ms",
     "nvml_peak_gpu_bytes", "framework", "framework_peak_bytes", "worker_peak_rss_bytes", "sampled_peak_rss_bytes",
     "error", "notes", "plugin_version", "engine_source_version", "host", "gpu_name", "gpu_index", "gpu_uuid",
     "driver", "python", "torch_version", "jax_version", "triton_version", "af3bench_version", "af3bench_commit",
@@ -69,6 +69,7 @@ class CaseRecord:
     memory_extra: dict[str, Any] = field(default_factory=dict)  # other figures of runner.peak_memory()
     nvml_peak_gpu_bytes: int | None = None
     sampled_peak_rss_bytes: int | None = None
+    stopped_by: str | None = None  # why the timed passes stopped (af3core.stopping), as the worker said
     failure: dict[str, Any] | None = None  # the worker's first error: phase, error, error_kind, traceback
     done: bool = False
     exit_code: int | None = None
@@ -103,6 +104,8 @@ class CaseRecord:
             self.memory_extra = message["extra"]
         elif kind == "error":
             self.failure = self.failure or {k: message[k] for k in ("phase", "error", "error_kind", "traceback")}
+        elif kind == "stopped":
+            self.stopped_by = message["stopped_by"]
         elif kind == "done":
             self.done, self.phase = True, "done"
         return []
@@ -240,6 +243,7 @@ class CaseRecord:
             "n_failed": sum(1 for p in self.passes if not p["ok"]),
             "n_warmup": sum(1 for p in self.passes if p["warmup"]),
             **stats.time_summary(self.ok_times),
+            "stopped_by": self.stopped_by,
             "compile_ms": self.compile_ms,
             "setup_ms": self.setup_ms,
             "nvml_peak_gpu_bytes": self.nvml_peak_gpu_bytes,

@@ -7,7 +7,7 @@ The worker calls, in order::
     runner.compile()                # first call: lowering, XLA/Triton compilation, warm-up (compile_ms)
     for i in range(case.warmup):    # optional warm-up passes, recorded but left out of statistics
         runner.step()
-    for i in range(case.passes):
+    for i in range(case.passes):    # at least; --min-time and --max-noise may ask for more
         extra = runner.step()       # one steady-state pass; must synchronise the device itself
     runner.peak_memory()            # the framework's own peak figures
     runner.teardown()
@@ -45,6 +45,12 @@ class Case:
     preset: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    # Adaptive pass count (af3core.stopping): after ``passes``, go on until the timed passes add up
+    # to ``min_time_s``, then, with ``max_noise``, until the median's relative 95% half-interval is at
+    # most ``max_noise`` or the timed passes add up to ``max_time_s``.
+    min_time_s: float = 0.0
+    max_noise: float | None = None
+    max_time_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,7 +26,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from af3core import memory, protocol
+from af3core import memory, protocol, stopping
 from af3core.runner import Case, CaseError, NonFiniteOutput, is_oom
 
 #: The channel's file descriptor, set in main(). Exposed so fault-injection tests can misbehave on it.
@@ -141,8 +141,23 @@ def execute(runner_path: str, case: Case, send: Send, log_tracebacks: bool = Tru
     failed = 0
     # Warm-up passes run after compile and before the timed ones; their rows say warmup=true and
     # the statistics leave them out (first executions can pay one-time costs compile() did not).
-    schedule = [(True, i) for i in range(case.warmup)] + [(False, i) for i in range(case.passes)]
-    for warmup, index in schedule:
+    # The timed passes go on as af3core.stopping says (a fixed count unless --min-time/--max-noise).
+    timed_ms: list[float] = []
+    spent_s = 0.0
+    stopped_by = "passes"
+
+    def schedule():
+        nonlocal stopped_by
+        yield from ((True, i) for i in range(case.warmup))
+        index = 0
+        while True:
+            go_on, stopped_by = stopping.next_step(case, index, timed_ms, spent_s)
+            if not go_on:
+                return
+            yield False, index
+            index += 1
+
+    for warmup, index in schedule():
         phase = "warmup" if warmup else "pass"
         send({"type": "phase", "phase": phase, "pass_index": index})
         start_ts = time.time()
@@ -165,10 +180,17 @@ def execute(runner_path: str, case: Case, send: Send, log_tracebacks: bool = Tru
         send({"type": "pass", "pass_index": index, "warmup": warmup, "start_ts": start_ts,
               "elapsed_ms": elapsed_ms if ok else None, "wall_ms": wall_ms, "ok": ok, "extra": extra, **failure})
         if interrupted is not None:
+            send({"type": "stopped", "stopped_by": "interrupted"})
             send(_memory_message(runner, case))
             raise interrupted
-        if failure["error_kind"] in ("oom", "user"):
-            break  # the next pass would fail the same way
+        if not warmup:
+            spent_s += wall_ms / 1e3
+            if ok:
+                timed_ms.append(elapsed_ms)
+        if failure["error_kind"] in ("oom", "user") or (not ok and stopping.adaptive(case)):
+            stopped_by = "failure"
+            break  # the next pass would fail the same way, or cannot make the case succeed
+    send({"type": "stopped", "stopped_by": stopped_by})
     send(_memory_message(runner, case))
     try:
         if runner is not None:

@@ -54,6 +54,7 @@ def register_plugins(register):
             "fault": Setting("none", "fault to inject", choices=FAULTS),
             "fault_pass": Setting(-1, "pass index at which to fault; -1 = during setup"),
             "work_ms": Setting(0.0, "extra sleep per pass, ms"),
+            "jitter_ms": Setting(0.0, "a further sleep of up to this many ms, uniform at random, per pass"),
             "oom_above": Setting(0, "run out of host memory in setup when seq_len exceeds this (0 = never)"),
             "cuda_matmul_n": Setting(0, "add one fp32 n x n torch matmul per pass on the GPU (0 = none)"),
             "helper": Setting(False, "fork a helper process in setup that sleeps for an hour (it holds the pipes)"),

@@ -1,6 +1,7 @@
 """A real (small) workload plus the faults the harness must survive."""
 import ctypes
 import os
+import random
 import sys
 import threading
 import time
@@ -52,8 +53,8 @@ class TestRunner(Runner):
         if self.gpu is not None:
             extra["cuda_event_ms"] = self.gpu.run()
         out = self.a @ self.a
-        if s["work_ms"]:
-            time.sleep(s["work_ms"] / 1e3)
+        if s["work_ms"] or s["jitter_ms"]:
+            time.sleep((s["work_ms"] + s["jitter_ms"] * random.random()) / 1e3)
         if counting and s["fault"] == "nan_time" and self.index - 1 == s["fault_pass"]:
             extra["elapsed_ms"] = float("nan")
         return {"checksum": float(out[0, 0]), **extra}
