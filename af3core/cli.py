@@ -1,4 +1,5 @@
-"""The ``af3`` command: ``af3 plugins``, ``af3 bench``, ``af3 plot``."""
+"""The ``af3`` command: ``af3 plugins``, ``af3 bench``, ``af3 plot``, ``af3 compare``, ``af3 show``,
+``af3 report``."""
 from __future__ import annotations
 
 import argparse
@@ -110,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
     c.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal table")
     c.add_argument("--csv", type=Path, metavar="FILE", help="also write the table to FILE")
+
+    sh = sub.add_parser("show", help="a run as one table: a line per case, the settings that differ as columns")
+    sh.add_argument("dir", type=Path, metavar="RUN")
+    sh.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal table")
+
+    rp = sub.add_parser("report", help="one document of a run: environment, table, warnings and plots "
+                                       "(RUN/report.md, or report.html with --html)")
+    rp.add_argument("dir", type=Path, metavar="RUN")
+    rp.add_argument("--html", action="store_true", help="one self-contained HTML file, plots embedded")
     return parser
 
 
@@ -294,6 +304,19 @@ def cmd_plot(args) -> int:
     return EXIT_OK
 
 
+def cmd_show(args) -> int:
+    from af3core.show import print_show
+
+    return print_show(args.dir, args.markdown)
+
+
+def cmd_report(args) -> int:
+    from af3core.show import write_report
+
+    print(f"report: {write_report(args.dir, args.html)}")
+    return EXIT_OK
+
+
 def cmd_compare(args) -> int:
     from af3core.compare import run_compare
 
@@ -306,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         command = args.command or "bench"
         if args.command is None:  # bare `af3`: same as `af3 bench`
             args = build_parser().parse_args(["bench"])
-        return {"plugins": cmd_plugins, "bench": cmd_bench, "plot": cmd_plot, "compare": cmd_compare}[command](args)
+        return {"plugins": cmd_plugins, "bench": cmd_bench, "plot": cmd_plot, "compare": cmd_compare,
+                "show": cmd_show, "report": cmd_report}[command](args)
     except UsageError as exc:
         print(f"af3: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
         return EXIT_USAGE

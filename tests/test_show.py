@@ -1,0 +1,43 @@
+"""af3 show (a run as one table) and af3 report (environment, table, warnings, plots in one file)."""
+
+
+def _run(af3, out, *extra):
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16", "--passes", "6",
+                   "--out", out, "--plain", *extra)
+    assert proc.returncode in (0, 1), proc.stderr
+    return af3.cwd / out
+
+
+def test_show_puts_the_settings_that_differ_in_columns(af3):
+    run = _run(af3, "swept", "--sweep", "work_ms=1,3")
+    proc = af3.run("show", str(run), "--markdown")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:2] == ["seq_len", "work_ms"] and "median" in header and "spread" in header
+    assert "jitter_ms" not in header and "plugin" not in header  # what all cases share is no column
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert sorted((b[0], b[1]) for b in body) == [("16", "1.0"), ("16", "3.0"), ("8", "1.0"), ("8", "3.0")]
+    assert all(b[header.index("status")] == "ok" and b[header.index("passes")] == "6" for b in body)
+    terminal = af3.run("show", str(run))
+    assert terminal.returncode == 0 and "work_ms" in terminal.stdout
+
+
+def test_report_holds_environment_table_warnings_and_plots(af3):
+    run = _run(af3, "faulty", "--sweep", "fault=none,raise", "--set", "fault_pass=2")
+    proc = af3.run("report", str(run))
+    assert proc.returncode == 0, proc.stderr
+    text = (run / "report.md").read_text()
+    assert "## Environment" in text and "command" in text and "bench --plugin testplugin" in text
+    assert "| seq_len | fault |" in text
+    assert "failed: RuntimeError: injected failure" in text.split("## Warnings")[1]  # failed cases are warned about
+    assert "![time_vs_seq_len](time_vs_seq_len.png)" in text
+    proc = af3.run("report", str(run), "--html")
+    page = (run / "report.html").read_text()
+    assert proc.returncode == 0 and page.count("data:image/png;base64,") == 2 and "injected failure" in page
+
+
+def test_show_and_report_refuse_a_folder_that_is_not_a_run(af3, tmp_path):
+    for command in ("show", "report"):
+        proc = af3.run(command, str(tmp_path))
+        assert proc.returncode == 2 and "summary.csv" in proc.stderr and "Traceback" not in proc.stderr
