@@ -58,6 +58,15 @@ def _stop_text(result: CaseRecord) -> str:
     return f", {len(result.ok_times)} passes, stopped by {result.stopped_by}{known}"
 
 
+def _clock_text(result: CaseRecord) -> str:
+    """", GPU clocks changed (1755-1980 MHz; sw_power_cap)" when af3core.gpustate flagged the case."""
+    cols = result.gpu_state.columns()
+    if not cols["clocks_changed"]:
+        return ""
+    reasons = f"; {cols['throttle_reasons']}" if cols["throttle_reasons"] else ""
+    return f", GPU clocks changed ({cols['sm_clock_min_mhz']}-{cols['sm_clock_max_mhz']} MHz{reasons})"
+
+
 def _last_median(result: CaseRecord) -> tuple[float | None, float | None]:
     times = result.ok_times
     return (times[-1] if times else None, stats.median(times))
@@ -164,7 +173,8 @@ class PlainProgress:
             self._print(f"[{result.planned.case_id}] done: median {_fmt_ms(median)}"
                         f"{' ' + spread if spread else ''}, compile "
                         f"{_fmt_ms(result.compile_ms)}, peak GPU {_fmt_bytes(result.nvml_peak_gpu_bytes)}, "
-                        f"peak RSS {_fmt_bytes(result.sampled_peak_rss_bytes)}{_stop_text(result)}")
+                        f"peak RSS {_fmt_bytes(result.sampled_peak_rss_bytes)}{_stop_text(result)}"
+                        f"{_clock_text(result)}")
         else:
             self._print(f"[{result.planned.case_id}] {result.status}: {result.error}")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from af3core import stats
+from af3core import gpustate, stats
 from af3core.plan import PlannedCase
 from af3core.provenance import recorded_env
 
@@ -28,7 +28,7 @@ SUMMARY_COLUMNS = [
     "nvml_peak_gpu_bytes", "framework", "framework_peak_bytes", "worker_peak_rss_bytes", "sampled_peak_rss_bytes",
     "error", "notes", "plugin_version", "engine_source_version", "host", "gpu_name", "gpu_index", "gpu_uuid",
     "driver", "python", "torch_version", "jax_version", "triton_version", "af3bench_version", "af3bench_commit",
-    "cpu_model", "cpu_count", "load_avg_1m_at_start", "exit_note", "env",
+    "cpu_model", "cpu_count", "load_avg_1m_at_start", *gpustate.COLUMNS, "exit_note", "env",
 ]
 
 
@@ -69,6 +69,7 @@ class CaseRecord:
     memory_extra: dict[str, Any] = field(default_factory=dict)  # other figures of runner.peak_memory()
     nvml_peak_gpu_bytes: int | None = None
     sampled_peak_rss_bytes: int | None = None
+    gpu_state: gpustate.GpuState = field(default_factory=gpustate.GpuState)  # sampled during the timed passes
     stopped_by: str | None = None  # why the timed passes stopped (af3core.stopping), as the worker said
     failure: dict[str, Any] | None = None  # the worker's first error: phase, error, error_kind, traceback
     done: bool = False
@@ -259,6 +260,7 @@ class CaseRecord:
                                         "triton_version", "af3bench_version", "af3bench_commit",
                                         "cpu_model", "cpu_count")},
             "load_avg_1m_at_start": self.load_avg_1m_at_start,
+            **self.gpu_state.columns(),
             **planned.gpu,
             "exit_note": self.exit_note,
             "env": json.dumps(recorded_env(planned.env), sort_keys=True),

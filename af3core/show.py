@@ -97,7 +97,7 @@ def markdown_table(header: list[str], cells: list[list[str]]) -> str:
 
 def warnings(rows: list[dict[str, str]]) -> list[str]:
     """What a reader must know before trusting the numbers: failures, noise, an unmet noise bound,
-    a loaded CPU."""
+    GPU clocks that moved, a loaded CPU."""
     out = []
     for r in rows:
         name = r.get("case_id") or "?"
@@ -110,6 +110,10 @@ def warnings(rows: list[dict[str, str]]) -> list[str]:
         if r.get("stopped_by") == "max_time":
             out.append(f"{name}: --max-noise was not reached before --max-time "
                        f"(median ±{100 * (_number(r.get('median_noise')) or 0):.1f}%)")
+        if r.get("clocks_changed") == "True":
+            out.append(f"{name}: the GPU's SM clock moved during the timed passes ({r.get('sm_clock_min_mhz')}-"
+                       f"{r.get('sm_clock_max_mhz')} MHz, up to {r.get('gpu_temp_max_c')} C, "
+                       f"{r.get('gpu_power_max_w')} W; reasons: {r.get('throttle_reasons') or 'none given'})")
         load, cpus = _number(r.get("load_avg_1m_at_start")), _number(r.get("cpu_count"))
         if r.get("device") == "cpu" and load is not None and cpus and load > LOADED_PER_CPU * cpus:
             out.append(f"{name}: the CPU was loaded when it started (1-minute load {load:g} on {cpus:g} CPUs): "

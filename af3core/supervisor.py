@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from af3core import memory, protocol
+from af3core import gpustate, memory, protocol
 from af3core.errors import ResultsWriteError
 from af3core.record import CaseRecord
 
@@ -203,6 +203,8 @@ def _drain_output(fd: int, log: CaseLog) -> None:
 def _supervise(record, proc, channel_r, control_w, output_r, case_frame, log, timeout_s, on_row, on_update,
                stop_requested) -> None:
     sampler = memory.ProcessSampler(proc.pid)
+    gpu = gpustate.GpuSampler(record.planned.gpu.get("gpu_index"), memory.SAMPLE_INTERVAL_S)
+    record.gpu_state = gpu.state
     decoder = protocol.FrameDecoder()
     selector = selectors.DefaultSelector()
     selector.register(channel_r, selectors.EVENT_READ, "channel")
@@ -282,6 +284,8 @@ def _supervise(record, proc, channel_r, control_w, output_r, case_frame, log, ti
             if sampler.sample():
                 record.nvml_peak_gpu_bytes = sampler.nvml_peak_gpu_bytes
                 record.sampled_peak_rss_bytes = sampler.sampled_peak_rss_bytes
+            if record.phase == "pass":
+                gpu.sample()
             on_update(record)
     except protocol.ProtocolError as exc:
         record.stop("protocol", f"bad frame from worker: {exc}")
