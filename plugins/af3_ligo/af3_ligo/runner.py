@@ -48,6 +48,11 @@ class LigoRunner(Runner):
         from af3_ligo import passes
 
         self._torch, self._passes = torch, passes
+        self.module_times = None
+        if settings["module_times"]:
+            from af3_ligo.module_times import ModuleTimes
+
+            self.module_times = ModuleTimes(self.model, self.device)
         return built.facts
 
     def _sync(self) -> None:
@@ -65,7 +70,7 @@ class LigoRunner(Runner):
             self.capture.outputs = {}
         if bad:
             raise NonFiniteOutput(f"non-finite values in {', '.join(bad)}")
-        return None
+        return self.module_times.collect() if self.module_times is not None else None
 
     def teardown(self) -> None:
         self.model = self.batch = self.capture = None

@@ -44,6 +44,7 @@ DEFAULTS = {
     "weights": "repo",
     "seed": 0,
     "check_finite": True,
+    "module_times": False,
 }
 
 # Defaults are the paper's inference setting: the yaml's widths and depths as they are, plus the
@@ -71,6 +72,9 @@ SETTINGS = {
     "weights": Setting(DEFAULTS["weights"], "repo: the model's own initialisation; random: every parameter re-randomised "
                                "(no zero-initialised branches)", ("repo", "random")),
     "seed": Setting(DEFAULTS["seed"], "seed of the parameters and the synthetic batch"),
+    "module_times": Setting(DEFAULTS["module_times"], "time each kind of module (triangle attention, triangle "
+                                                      "multiplication, Transition...) in every pass: ms_<group> "
+                                                      "figures in the rows and the summary (af3_ligo.module_times)"),
     "check_finite": Setting(DEFAULTS["check_finite"], "fail a pass whose outputs hold NaN/Inf (false: time "
                                                       "it anyway, e.g. the seed kernel's defect)"),
 }

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from importlib import metadata
 
 import pytest
@@ -90,6 +91,22 @@ def test_trunk_runs_the_trunk_and_samples_nothing():
     assert s.shape == (1, 32, 64) and z.shape == (1, 32, 32, 32)
     assert out["sampled_positions"].numel() == 0 and denoiser_calls == []
     assert bool(torch.isfinite(z).all())
+
+
+def test_module_times_split_a_pass_by_kind_of_module():
+    runner = LigoRunner(small_case("trunk", seq_len=16, module_times=True))
+    runner.setup()
+    runner.compile()
+    t0 = time.perf_counter()
+    figures = runner.step()
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    for group in ("tri_attn", "tri_mul", "transition", "pairformer", "msa_module", "attention_pair_bias"):
+        assert figures[f"ms_{group}"] > 0, group
+    # nested groups count their own time; the MSA module and the templates hold triangle ops too
+    outer = figures["ms_pairformer"] + figures["ms_msa_module"] + figures.get("ms_template", 0.0)
+    assert figures["ms_tri_attn"] + figures["ms_tri_mul"] < outer < wall_ms
+    assert "ms_diffusion" not in figures  # the trunk samples nothing
+    assert runner.step().keys() == figures.keys()  # each pass its own sums
 
 
 def test_full_runs_the_configured_number_of_diffusion_steps():
