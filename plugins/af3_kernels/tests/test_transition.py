@@ -103,13 +103,13 @@ from af3_kernels.transition import function, kernels
 fn, out = kernels._transition_fwd, {}
 for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
     for c in (32, 64, 128, 256):
-        block_m, block_h, stages = function.launch_config(dtype, c)
+        block_m, block_h, stages, warps, _ = function.launch_config(dtype, c)
         const = dict(BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(c), BLOCK_H=block_h,
                      IN_PREC="tf32" if name == "fp32" else "ieee", INTERP=False)
         sig = {n: "constexpr" if n in const else ("*fp32" if n in ("x_ptr", "lnw_ptr", "lnb_ptr") else "*" + name)
                if n in const or n.endswith("_ptr") else ("fp32" if n == "eps" else "i32") for n in fn.arg_names}
         src = ASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v for k, v in const.items()})
-        ck = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=8, num_stages=stages))
+        ck = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages))
         out[f"{name}-c{c}"] = ck.metadata.shared
 print(json.dumps(out))
 """

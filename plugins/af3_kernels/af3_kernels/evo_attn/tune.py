@@ -58,6 +58,7 @@ def main(argv=None):
     p.add_argument("--H", type=int, default=4)
     p.add_argument("--D", type=int, default=32)
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
+    p.add_argument("--precision", default="ieee", help="fp32 dots: ieee, tf32 (an engine under torch's \"high\"), ...")
     p.add_argument("--mask", action="store_true")
     p.add_argument("--gate", action="store_true")
     p.add_argument("--reps", type=int, default=30)
@@ -68,11 +69,11 @@ def main(argv=None):
     args, dout, R, L = inputs(a.variant, a.B, a.N, a.S, a.H, a.D, dtype, a.mask, a.gate)
     rates = floors.rates_for_gpu(torch.cuda.get_device_name()) or floors.H100_SXM
     direction = "fwd" if a.part == "fwd" else "fwdbwd"
-    fl = evo_attn_floor(direction, a.B, R, L, a.H, a.D, a.dtype, "ieee", args[3] is not None, a.mask, a.gate, rates)
+    fl = evo_attn_floor(direction, a.B, R, L, a.H, a.D, a.dtype, a.precision, args[3] is not None, a.mask, a.gate, rates)
     flusher = timing.L2Flusher(torch.device("cuda"))
     print(json.dumps({"variant": a.variant, "B": a.B, "R": R, "L": L, "H": a.H, "D": a.D, "dtype": a.dtype,
                       "floor_us": round(fl.seconds * 1e6, 1), "floor_bound": fl.bound, "rates": rates.gpu}))
-    default = config(a.part, dtype, a.D)
+    default = config(a.part, dtype, a.D, a.precision)
     if a.configs:
         configs = [dict(default, **c) for c in json.loads(a.configs)]
     else:
@@ -83,19 +84,19 @@ def main(argv=None):
     if a.part != "fwd":
         def fwd_only():
             with torch.no_grad():
-                evo_attention(*args, variant=a.variant)
+                evo_attention(*args, variant=a.variant, precision=a.precision)
         base_fwd = time_us(fwd_only, a.reps, flusher)
     for cfg, poly in itertools.product(configs, polys):
         opts = EvoAttnOptions(config_overrides={a.part: cfg}, poly_exp_rows=poly)
         if a.part == "fwd":
             def call():
                 with torch.no_grad():
-                    evo_attention(*args, variant=a.variant, options=opts)
+                    evo_attention(*args, variant=a.variant, precision=a.precision, options=opts)
         else:
             wrt = [x for x in (args[0], args[1], args[2], args[3], args[5]) if x is not None]
 
             def call():
-                out = evo_attention(*args, variant=a.variant, options=opts)
+                out = evo_attention(*args, variant=a.variant, precision=a.precision, options=opts)
                 torch.autograd.grad(out, wrt, dout)
         try:
             us = time_us(call, a.reps, flusher)

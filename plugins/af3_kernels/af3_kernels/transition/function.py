@@ -26,14 +26,20 @@ PRECISIONS = ("ieee", "tf32")
 SHARED_LIMIT = 200 * 1024
 
 
-def launch_config(dtype: torch.dtype, c: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_H, num_stages). The hidden loop pipelines three weight tiles per stage, so
-    fp32 needs narrower tiles and fewer stages: at (64, 64, 3) an fp32 c = 128 kernel asks for
-    320 KB of shared memory and fails to launch on an H100 (seen in a Ligo paper trunk run).
-    tests/test_transition.py compiles every configuration for sm_90 and checks it fits SHARED_LIMIT."""
+def launch_config(dtype: torch.dtype, c: int) -> tuple[int, int, int, int, str]:
+    """(BLOCK_M, BLOCK_H, num_stages, num_warps, weight layout of :func:`weights`). The hidden loop
+    pipelines three weight tiles per stage, so fp32 needs narrower tiles and fewer stages: at
+    (64, 64, 3) an fp32 c = 128 kernel asks for 320 KB of shared memory and fails to launch on an
+    H100 (seen in a Ligo paper trunk run). tests/test_transition.py compiles every configuration for
+    sm_90 and checks it fits SHARED_LIMIT. ``AF3_TRANSITION_CONFIG=BM,BH,STAGES,WARPS,LAYOUT``
+    overrides it (the configuration sweep)."""
+    override = os.environ.get("AF3_TRANSITION_CONFIG")
+    if override:
+        bm, bh, st, wp, layout = override.split(",")
+        return int(bm), int(bh), int(st), int(wp), layout
     if dtype == torch.float32:
-        return (64, 32, 2) if c <= 128 else (32, 32, 2)
-    return (64, 64, 3) if c <= 128 else (64, 32, 2)
+        return (64, 32, 2, 8, "module") if c <= 128 else (32, 32, 2, 8, "module")
+    return (64, 64, 3, 8, "module") if c <= 128 else (64, 32, 2, 8, "module")
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -60,14 +66,25 @@ def transition(x: torch.Tensor, p: TransitionParams, precision: str = "ieee") ->
     M = rows.shape[0]
     out = torch.empty((M, p.c), device=x.device, dtype=dtype)
     interp = os.environ.get("TRITON_INTERPRET", "0") == "1"
-    w1, w2, w3 = (w.to(dtype).contiguous() for w in (p.w1, p.w2, p.w3))
-    block_m, block_h, stages = launch_config(dtype, p.c)
+    block_m, block_h, stages, warps, layout = launch_config(dtype, p.c)
+    w1, w2, w3 = weights(p, dtype, layout)
     kernels._transition_fwd[(triton.cdiv(M, block_m),)](
         rows, p.ln_w, p.ln_b, w1, w2, w3, out, M, p.c, p.hidden, p.eps,
+        w1.stride(0), w1.stride(1), w3.stride(0), w3.stride(1),
         BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(p.c), BLOCK_H=block_h,
         IN_PREC="tf32" if precision == "tf32" and dtype == torch.float32 else "ieee", INTERP=interp,
-        num_warps=1 if interp else 8, num_stages=stages)
+        num_warps=1 if interp else warps, num_stages=stages)
     return out.reshape(*x.shape[:-1], p.c)
+
+
+def weights(p: TransitionParams, dtype: torch.dtype, layout: str) -> tuple[torch.Tensor, ...]:
+    """W_1, W_2 [HID, C] and W_3 [C, HID] in ``dtype``, as the module holds them ("module") or
+    stored transposed ("t": W_1^T, W_2^T [C, HID] and W_3^T [HID, C] contiguous, read as the
+    same logical matrices through their strides), so the kernel's tiles read whole rows."""
+    ws = [w.to(dtype) for w in (p.w1, p.w2, p.w3)]
+    if layout == "t":
+        return tuple(w.t().contiguous().t() for w in ws)
+    return tuple(w.contiguous() for w in ws)
 
 
 __all__ = ["transition", "compute_dtype", "launch_config", "PRECISIONS", "MAX_C", "SHARED_LIMIT"]

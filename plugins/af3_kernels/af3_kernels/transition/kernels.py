@@ -23,6 +23,7 @@ _dot = interpret.mma
 
 @triton.jit
 def _transition_fwd(x_ptr, lnw_ptr, lnb_ptr, w1_ptr, w2_ptr, w3_ptr, out_ptr, M, C, HID, eps,
+                    s_w12_h, s_w12_c, s_w3_c, s_w3_h,
                     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
                     IN_PREC: tl.constexpr, INTERP: tl.constexpr):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -43,14 +44,16 @@ def _transition_fwd(x_ptr, lnw_ptr, lnb_ptr, w1_ptr, w2_ptr, w3_ptr, out_ptr, M,
         offs_h = h0 + tl.arange(0, BLOCK_H)
         h_ok = offs_h < HID
         wmask = c_ok[:, None] & h_ok[None, :]
-        # W_1, W_2 [HID, C] read as their transposes [C, BLOCK_H]
-        w1 = tl.load(w1_ptr + offs_h[None, :] * C + offs_c[:, None], mask=wmask, other=0.0)
-        w2 = tl.load(w2_ptr + offs_h[None, :] * C + offs_c[:, None], mask=wmask, other=0.0)
+        # W_1, W_2 [HID, C] read as their transposes [C, BLOCK_H] (any strides: the caller may pass
+        # them stored transposed, so that each tile row is contiguous)
+        w1 = tl.load(w1_ptr + offs_h[None, :] * s_w12_h + offs_c[:, None] * s_w12_c, mask=wmask, other=0.0)
+        w2 = tl.load(w2_ptr + offs_h[None, :] * s_w12_h + offs_c[:, None] * s_w12_c, mask=wmask, other=0.0)
         a = _dot(xn, w1, tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32), IN_PREC, INTERP)
         b = _dot(xn, w2, tl.zeros((BLOCK_M, BLOCK_H), dtype=tl.float32), IN_PREC, INTERP)
         act = _cast(a * tl.sigmoid(a) * b, dtype, INTERP)
         # W_3 [C, HID] read as its transpose [BLOCK_H, C]
-        w3 = tl.load(w3_ptr + offs_c[None, :] * HID + offs_h[:, None], mask=h_ok[:, None] & c_ok[None, :], other=0.0)
+        w3 = tl.load(w3_ptr + offs_c[None, :] * s_w3_c + offs_h[:, None] * s_w3_h, mask=h_ok[:, None] & c_ok[None, :],
+                     other=0.0)
         acc = _dot(act, w3, acc, IN_PREC, INTERP)
     tl.store(out_ptr + rows[:, None] * C + offs_c[None, :], _cast(acc, out_ptr.dtype.element_ty, INTERP),
              mask=m_ok[:, None] & c_ok[None, :])
