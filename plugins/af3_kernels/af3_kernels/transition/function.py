@@ -37,9 +37,11 @@ def launch_config(dtype: torch.dtype, c: int) -> tuple[int, int, int, int, str]:
     if override:
         bm, bh, st, wp, layout = override.split(",")
         return int(bm), int(bh), int(st), int(wp), layout
+    # c <= 128 (AF3's pair width): the fastest of a sweep at N = 768 on an H100 (docs/BENCHMARKS.md,
+    # "Engines on af3 kernels"); wider: fitted to shared memory, not swept.
     if dtype == torch.float32:
-        return (64, 32, 2, 8, "module") if c <= 128 else (32, 32, 2, 8, "module")
-    return (64, 64, 3, 8, "module") if c <= 128 else (64, 32, 2, 8, "module")
+        return (128, 32, 1, 8, "t") if c <= 128 else (32, 32, 2, 8, "module")
+    return (64, 64, 2, 4, "t") if c <= 128 else (64, 32, 2, 8, "module")
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
