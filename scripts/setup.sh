@@ -40,6 +40,8 @@ pip_install "$JAX_SPEC" -r scripts/requirements.txt
 # Boltz-2 from the package index, without its declared pins (docs/BOLTZ.md): the model runs on this
 # environment's numpy and scipy; what it imports is in requirements.txt.
 pip_install --no-deps "boltz==2.2.1"
+# OpenFold3 likewise without its declared dependencies (its data pipeline's; they would downgrade rdkit): docs/OPENFOLD3.md
+pip_install --no-deps "openfold3==0.5.0"
 plugins=(); for dir in plugins/*/; do [ -f "$dir/pyproject.toml" ] && plugins+=(-e "$dir"); done
 pip_install --no-build-isolation -e . "${plugins[@]}"
 
