@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-time", type=_positive_seconds, default=None, metavar="SECONDS",
                    help=f"with --max-noise: stop when the timed passes add up to this much time "
                         f"(default {stopping.DEFAULT_MAX_TIME_S:g})")
+    b.add_argument("--gpus", metavar="LIST", help="run cases at once, one worker per listed GPU (NVML indices, "
+                   "e.g. 0,1,2,3, or all), each pinned to its GPU; list one twice to share it")
+    b.add_argument("--jobs", type=int, metavar="N", help="run N cases at once on the selected device (their "
+                   "timings disturb each other on one device: for CPU sweeps of mechanics, not figures)")
     b.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help=f"wall-clock limit per case (default {DEFAULT_TIMEOUT_S:g})")
     b.add_argument("--until-oom", action="store_true",
@@ -213,7 +217,8 @@ def cmd_plugins(args) -> int:
 # ---------------------------------------------------------------- af3 bench
 
 def _print_plan(plan) -> None:
-    print(f"device: {plan.device.label}")
+    print(f"device: {plan.device.label}" + (f", {len(plan.slots)} slots: {', '.join(s.label for s in plan.slots)}"
+                                             if len(plan.slots) > 1 else ""))
     print(f"{len(plan.cases)} case(s)" + (f" ({plan.combinations} --sweep combinations)" if plan.combinations > 1 else ""))
     for c in plan.cases:
         settings = ", ".join(f"{k}={v}" for k, v in sorted(c.case.settings.items()))
@@ -239,13 +244,15 @@ def _choices(args) -> Choices:
     return Choices(plugins=args.plugins, mode=args.mode, device=args.device, seq_len=args.seq_len,
                    passes=args.passes, warmup=args.warmup, preset=args.preset, sets=args.sets,
                    sweeps=args.sweeps, notes=notes, min_time_s=args.min_time, max_noise=args.max_noise,
-                   max_time_s=args.max_time,
+                   max_time_s=args.max_time, gpus=args.gpus, jobs=args.jobs,
                    until_oom=args.until_oom, max_cases=args.max_cases)
 
 
 def cmd_bench(args) -> int:
     choices = _choices(args)
     plan = build_plan(discovery.load(), choices)
+    if args.in_process and len(plan.slots) > 1:
+        raise UsageError("--in-process runs one case at a time in this process: leave out --jobs/--gpus")
     if args.dry_run:
         _print_plan(plan)
         return EXIT_FAILED if plan.faulty else EXIT_OK

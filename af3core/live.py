@@ -93,8 +93,10 @@ class LiveTable:
     def _table(self) -> Table:
         table = Table(title="af3 bench", expand=False)
         done = sum(1 for r in self.results.values() if r is not None and r.status != "pending")
-        table.caption = f"case {min(done + 1, len(self.results))} of {len(self.results)}, " \
-                        f"{time.monotonic() - self.started:.0f} s elapsed"
+        running = sum(1 for r in self.results.values() if r is not None and r.status == "pending")
+        where = f"case {min(done + 1, len(self.results))} of {len(self.results)}" if running <= 1 else \
+            f"{done} of {len(self.results)} done, {running} running"
+        table.caption = f"{where}, {time.monotonic() - self.started:.0f} s elapsed"
         for col in ("case", "plugin", "parameters", "status", "last", "median", "spread", "compile", "peak GPU",
                     "peak RSS"):
             table.add_column(col, justify="right" if col in ("last", "median", "spread", "compile", "peak GPU",

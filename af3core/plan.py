@@ -20,6 +20,7 @@ from af3core.discovery import Registry
 from af3core.errors import UsageError
 from af3core.plugin import Plugin
 from af3core.runner import Case
+from af3core.slots import Slot, make_slots
 
 #: An open-ended range ("128::128") grows for at most this many steps, and never past MAX_SEQ_LEN
 #: (only with --until-oom).
@@ -206,6 +207,7 @@ class Plan:
     faulty: list[str] = field(default_factory=list)  # named plugins left out because a hook raised
     source_versions: dict[str, str | None] = field(default_factory=dict)
     combinations: int = 1  # --sweep combinations planned (1 without --sweep)
+    slots: list[Slot] = field(default_factory=lambda: [Slot("0")])  # where cases run at once (af3core.slots)
 
 
 @dataclass
@@ -227,6 +229,8 @@ class Choices:
     min_time_s: float | None = None  # --min-time (seconds)
     max_noise: float | None = None  # --max-noise, a fraction (0.01 for 1%)
     max_time_s: float | None = None  # --max-time (seconds; only with --max-noise)
+    gpus: str | None = None  # --gpus: all, or NVML indices (one slot each)
+    jobs: int | None = None  # --jobs: cases at once on the selected device
 
 
 def resolve_settings(plugin: Plugin, preset: str | None, sets: Sequence[SetItem],
@@ -313,7 +317,13 @@ def _with_stopping(choices: Choices) -> Choices:
 
 
 def build_plan(registry: Registry, choices: Choices) -> Plan:
-    device = resolve_device(choices.device)
+    slots = make_slots(choices.gpus, choices.jobs)
+    if choices.gpus is not None and choices.device not in ("auto", "cuda"):
+        raise UsageError(f"--gpus picks the GPUs of the run: leave out --device {choices.device} (or give cuda)")
+    if len(slots) > 1 and choices.until_oom:
+        raise UsageError("--until-oom grows the sizes one after another: it runs one case at a time "
+                         "(leave out --jobs/--gpus)")
+    device = resolve_device("cuda" if choices.gpus is not None else choices.device)
     explicit = list(dict.fromkeys(p for p in choices.plugins if p != "all"))
     for name in explicit:
         registry.require(name)  # UsageError for unknown, broken and conflicting names
@@ -375,7 +385,7 @@ def build_plan(registry: Registry, choices: Choices) -> Plan:
         raise UsageError(f"the plan has {len(cases)} cases, more than --max-cases {choices.max_cases}: "
                          "narrow --seq-len or --plugin, or raise --max-cases")
     versions = {name: availability[name].source_version for name in names}
-    return Plan(cases, skipped, device, choices.until_oom, faulty, versions, len(combos))
+    return Plan(cases, skipped, device, choices.until_oom, faulty, versions, len(combos), slots)
 
 
 def _plan_plugin(plugin: Plugin, available, choices: Choices, device: Device, sets: list[SetItem],

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from af3core import inprocess, provenance, supervisor
+from af3core import inprocess, provenance, slots, supervisor
 from af3core.errors import Interrupted, ResultsWriteError
 from af3core.outdir import OutputFolder
-from af3core.plan import Plan
+from af3core.plan import Plan, PlannedCase
 from af3core.record import SUMMARY_COLUMNS, CaseRecord, RunContext
-from af3core.writers import JsonlWriter, write_meta, write_summary
+from af3core.slots import Slot
+from af3core.writers import JsonlWriter, reorder_jsonl, write_meta, write_summary
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -87,14 +89,41 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
         "skipped": [{"plugin": n, "reason": r} for n, r in plan.skipped],
         **provenance.full_meta(libraries),
     }
+    if len(plan.slots) > 1:
+        meta["slots"] = [slot.label for slot in plan.slots]
     outcome = RunOutcome()
     writer = JsonlWriter(out_dir, on_new_file=folder.track)
+    # Slots run cases in threads of this process; the host stays the only writer, one call at a time.
+    lock = threading.RLock()
 
     def on_row(record: CaseRecord, row: dict[str, Any]) -> None:
-        writer.write(record.planned.case.plugin, row)
-        view.row(record, row)
+        with lock:
+            writer.write(record.planned.case.plugin, row)
+            view.row(record, row)
 
-    stopped_groups: set[str] = set()
+    def on_update(record: CaseRecord) -> None:
+        with lock:
+            view.update(record)
+
+    def run_one(planned: PlannedCase, slot: Slot, stop_reason) -> CaseRecord:
+        record = CaseRecord(slots.pin(planned, slot), context)
+        with lock:
+            outcome.records.append(record)
+        if in_process:
+            inprocess.run_case(record, on_row, on_update)
+        else:
+            log_path = folder.logs / f"{planned.case_id}.log"
+            with lock:
+                try:
+                    folder.logs.mkdir(exist_ok=True)
+                except OSError as exc:
+                    raise ResultsWriteError(f"cannot write {folder.logs}: {exc.strerror or exc}") from None
+                folder.track(log_path)
+            supervisor.run_case(record, log_path, timeout_s, on_row, on_update, stop_reason)
+        with lock:
+            view.done(record)
+        return record
+
     fits: dict[str, int | None] = {}
     with StopSignals(raise_now=in_process) as signals:
         try:
@@ -103,31 +132,10 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
             for name, reason in plan.skipped:
                 view.skipped(name, reason)
             view.start()
-            for planned in plan.cases:
-                if signals.signum is not None:
-                    break
-                if plan.until_oom and planned.group in stopped_groups:
-                    continue  # this setting already failed (out of memory, or otherwise) at a smaller size
-                record = CaseRecord(planned, context)
-                outcome.records.append(record)
-                if in_process:
-                    inprocess.run_case(record, on_row, view.update)
-                else:
-                    log_path = folder.logs / f"{planned.case_id}.log"
-                    try:
-                        folder.logs.mkdir(exist_ok=True)
-                    except OSError as exc:
-                        raise ResultsWriteError(f"cannot write {folder.logs}: {exc.strerror or exc}") from None
-                    folder.track(log_path)
-                    supervisor.run_case(record, log_path, timeout_s, on_row, view.update, signals.reason)
-                view.done(record)
-                if plan.until_oom:
-                    if record.status == "ok":
-                        fits[planned.group] = planned.case.seq_len
-                    elif record.status != "interrupted":  # larger sizes would fail too
-                        stopped_groups.add(planned.group)
-                        if record.status == "oom":  # only an OOM answers "largest that fits"
-                            outcome.largest_fit[planned.group] = fits.get(planned.group)
+            if len(plan.slots) > 1:
+                _run_in_slots(plan, run_one, signals)
+            else:
+                _run_in_order(plan, run_one, signals, outcome, fits)
         except Interrupted:
             pass  # in-process: the case's rows are written; the summary follows
         except ResultsWriteError as exc:
@@ -136,8 +144,71 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
             outcome.stopped_by = signals.signum
             view.stop()
             writer.close()
+            if len(plan.slots) > 1:
+                _in_plan_order(plan, outcome, writer)
             _write_summary_and_meta(folder, outcome, meta, fits, plan.until_oom)
     return outcome
+
+
+def _run_in_order(plan: Plan, run_one, signals: StopSignals, outcome: RunOutcome, fits: dict) -> None:
+    """One case after another; an --until-oom sweep stops a setting at its first failure."""
+    stopped_groups: set[str] = set()
+    for planned in plan.cases:
+        if signals.signum is not None:
+            break
+        if plan.until_oom and planned.group in stopped_groups:
+            continue  # this setting already failed (out of memory, or otherwise) at a smaller size
+        record = run_one(planned, plan.slots[0], signals.reason)
+        if plan.until_oom:
+            if record.status == "ok":
+                fits[planned.group] = planned.case.seq_len
+            elif record.status != "interrupted":  # larger sizes would fail too
+                stopped_groups.add(planned.group)
+                if record.status == "oom":  # only an OOM answers "largest that fits"
+                    outcome.largest_fit[planned.group] = fits.get(planned.group)
+
+
+def _run_in_slots(plan: Plan, run_one, signals: StopSignals) -> None:
+    """Each slot takes the next case in plan order until none is left or the run stops. The main
+    thread waits in short joins so that it keeps taking signals; a stop reaches every slot's
+    supervisor through ``signals.reason``, which kills its worker."""
+    cases = iter(plan.cases)
+    take = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(slot: Slot) -> None:
+        try:
+            while signals.signum is None and not errors:
+                with take:
+                    planned = next(cases, None)
+                if planned is None:
+                    return
+                run_one(planned, slot, lambda: signals.reason() or ("stopped: another slot failed" if errors else None))
+        except BaseException as exc:  # noqa: BLE001 - the main thread re-raises the first one
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(slot,), name=f"af3-slot-{slot.label}", daemon=True)
+               for slot in plan.slots]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    if errors:
+        raise errors[0]
+
+
+def _in_plan_order(plan: Plan, outcome: RunOutcome, writer: JsonlWriter) -> None:
+    """After a run in slots: records, and each plugin's JSONL rows, in plan order (a case's rows
+    contiguous), as a run one case at a time leaves them. The rows were written as they came, so a
+    host that dies before this keeps them all, interleaved."""
+    order = {planned.case_id: index for index, planned in enumerate(plan.cases)}
+    outcome.records.sort(key=lambda record: order.get(record.planned.case_id, len(order)))
+    for path in writer.paths():
+        try:
+            reorder_jsonl(path, order)
+        except ResultsWriteError as exc:
+            outcome.write_error = outcome.write_error or str(exc)
 
 
 def _summary_row(record: CaseRecord) -> dict[str, Any]:

@@ -76,9 +76,14 @@ class JsonlWriter:
         self.out_dir = out_dir
         self.on_new_file = on_new_file
         self._fds: dict[str, int] = {}
+        self._plugins: list[str] = []  # every plugin written to, kept after close()
 
     def path(self, plugin: str) -> Path:
         return self.out_dir / f"{plugin}.jsonl"
+
+    def paths(self) -> list[Path]:
+        """The files written to (also after close)."""
+        return [self.path(plugin) for plugin in self._plugins]
 
     def write(self, plugin: str, row: dict[str, Any]) -> None:
         data = encode(row) + b"\n"
@@ -87,6 +92,7 @@ class JsonlWriter:
             if fd is None:
                 self.on_new_file(self.path(plugin))
                 fd = self._fds[plugin] = os.open(self.path(plugin), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._plugins.append(plugin)
             end = os.lseek(fd, 0, os.SEEK_END)
             try:
                 view = memoryview(data)
@@ -121,6 +127,27 @@ def _replace(path: Path, write: Callable[[Any], None], newline: str | None = Non
             pass
         raise _failed(path, exc) from None
     return path
+
+
+def reorder_jsonl(path: Path, order: dict[str, int]) -> Path:
+    """Rewrite ``path`` with its rows sorted by their case's place in ``order`` (case_id -> index),
+    each case's rows in the order they were written; a line that is not a row keeps its place at
+    the end. Atomic: a failure keeps the file as it was."""
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+    except OSError as exc:
+        raise _failed(path, exc) from None
+
+    def place(item: tuple[int, bytes]) -> tuple[int, int]:
+        index, line = item
+        try:
+            case = json.loads(line).get("case_id")
+        except (ValueError, AttributeError):
+            case = None
+        return order.get(case, len(order)), index
+
+    ordered = [line.decode("utf-8", errors="replace") for _, line in sorted(enumerate(lines), key=place)]
+    return _replace(path, lambda f: f.writelines(ordered))
 
 
 def _cell(value: Any) -> Any:
