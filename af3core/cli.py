@@ -344,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `af3 ... | head`: the reader left; nothing more to say
+        sys.stdout = None  # no flush of the dead pipe at exit
+        return EXIT_OK
 
 
 if __name__ == "__main__":
