@@ -50,6 +50,7 @@ SPEC_MODULES = (
     "af3_kernels.evo_attn.spec",
     "af3_kernels.tri_mul.spec",
     "af3_kernels.transition.spec",
+    "af3_kernels.ln_linear.spec",
 )
 
 TIMINGS = ("auto", "events", "graph")

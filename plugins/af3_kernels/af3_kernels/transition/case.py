@@ -10,11 +10,13 @@ import functools
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from af3core import CaseError
 
 from af3_kernels import floors
 from af3_kernels.kernel import Implementation, Inputs, KernelCase, gemm_precision
+from af3_kernels.ln_linear.case import LIGER_VERSION
 from af3_kernels.transition.reference import TransitionParams, transition_reference
 
 CHECK_ROWS = 4096  # rows checked against float64
@@ -30,6 +32,22 @@ def transition_floor(direction: str, M: int, c: int, n: int, dtype: str, precisi
         raise ValueError("the transition's floor is defined for fwd only")
     e = _ELEMENT_BYTES[dtype]
     return floors.floor(e * 2 * M * c, 6.0 * M * c * n * c, 0, dtype, precision, rates)
+
+
+def _liger(p: TransitionParams):
+    """Liger-Kernel's pieces of a SwiGLU MLP: its LayerNorm, torch's linears, its fused SiLU-times."""
+    try:
+        from liger_kernel.ops.layer_norm import LigerLayerNormFunction
+        from liger_kernel.ops.swiglu import LigerSiLUMulFunction
+    except Exception as exc:  # noqa: BLE001 - not installed, or a torch/triton it does not accept
+        raise CaseError(f"impl=liger: cannot import liger_kernel ({exc}); fix: pip install "
+                        f"liger-kernel=={LIGER_VERSION} (or pip install 'af3-kernels[anchors]')") from None
+
+    def fn(x):
+        xn = LigerLayerNormFunction.apply(x, p.ln_w, p.ln_b, p.eps)
+        return F.linear(LigerSiLUMulFunction.apply(F.linear(xn, p.w1), F.linear(xn, p.w2)), p.w3)
+
+    return fn
 
 
 class TransitionCase(KernelCase):
@@ -70,6 +88,8 @@ class TransitionCase(KernelCase):
             return Implementation(reference, facts)
         if name == "compile":
             return Implementation(torch.compile(reference, dynamic=False), facts)
+        if name == "liger":
+            return Implementation(_liger(params), {**facts, "liger_kernel": LIGER_VERSION})
         raise CaseError(f"transition has no impl {name!r}")
 
     def floor(self, direction, rates) -> floors.Floor:

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from af3core import Setting
 
 from af3_kernels.kernel import KernelSpec, gemm_precision
+from af3_kernels.ln_linear.spec import liger_problem
 from af3_kernels.transition.limits import MAX_C
 from af3_kernels.tri_mul.spec import SETTINGS as TRI_MUL_SETTINGS
 
@@ -32,6 +33,9 @@ def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
         problems.append(f"pair_dim must be between 1 and {MAX_C} for the transition")
     if int(settings.get("expansion", 4)) < 1 or int(settings.get("B", 1)) < 1:
         problems.append("expansion and B must be at least 1")
+    problem = liger_problem(settings, device_type)
+    if problem:
+        problems.append(problem)
     return problems
 
 
@@ -40,8 +44,9 @@ SPEC = KernelSpec(
     description="AF3 Transition (LayerNorm, SwiGLU to n*c, back to c) over an [N, N, c] pair tensor; --seq-len is N",
     case="af3_kernels.transition.case:TransitionCase",
     impls={"fused": "this package's Triton kernel (the n*c activation stays on chip; forward only)",
-           "torch": "eager reference", "compile": "torch.compile of the reference"},
-    triton_impls=("fused",),
+           "torch": "eager reference", "compile": "torch.compile of the reference",
+           "liger": "Liger-Kernel's fused LayerNorm and SwiGLU (liger-kernel 0.8.5) around torch's linears; CUDA only"},
+    triton_impls=("fused", "liger"),
     settings=SETTINGS,
     validate=validate,
 )
