@@ -80,7 +80,9 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
     try:
         op_facts = msa.install(model, impl)
         # the fused kernels' fp32 dots follow the matmul precision the repo's config set (msa.fused_precision)
-        for op, module in (("tri_attn_impl", tri_attn), ("tri_mul_impl", tri_mul), ("transition_impl", transition)):
+        op_facts.update(tri_attn.install(model, impls["tri_attn_impl"], msa.fused_precision(),
+                                         settings.get("ln_linear_impl", "torch")))
+        for op, module in (("tri_mul_impl", tri_mul), ("transition_impl", transition)):
             op_facts.update(module.install(model, impls[op], msa.fused_precision()))
     except kernels.FusedUnavailable as exc:
         raise BuildError(str(exc)) from None

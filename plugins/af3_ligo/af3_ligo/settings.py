@@ -22,6 +22,7 @@ MSA_IMPLS = ("torch", "seed", "fused")
 TRI_ATTN_IMPLS = ("torch", "fused")
 TRI_MUL_IMPLS = ("torch", "fused")
 TRANSITION_IMPLS = ("torch", "fused")
+LN_LINEAR_IMPLS = ("torch", "fused")
 KERNELS = ("per_op", "af3")
 #: The op settings ``kernels=af3`` sets to ``fused`` (each op that has an af3 kernel today).
 FUSED_OPS = ("msa_impl", "tri_attn_impl", "tri_mul_impl", "transition_impl")
@@ -35,6 +36,7 @@ DEFAULTS = {
     "tri_attn_impl": "torch",
     "tri_mul_impl": "torch",
     "transition_impl": "torch",
+    "ln_linear_impl": "torch",
     "kernels": "per_op",
     "dtype": "fp32",
     "msa_rows": 512,
@@ -61,6 +63,11 @@ SETTINGS = {
                                                             "module), fused (af3_kernels transition, forward only; "
                                                             "widths up to 256, wider ones stay torch)",
                                TRANSITION_IMPLS),
+    "ln_linear_impl": Setting(DEFAULTS["ln_linear_impl"], "triangle attention's LayerNorm and q/k/v/gate/bias "
+                                                          "projection: torch (nn.LayerNorm, F.linear), fused "
+                                                          "(af3_kernels ln_linear; needs tri_attn_impl=fused; not "
+                                                          "in kernels=af3 until measured on a GPU)",
+                              LN_LINEAR_IMPLS),
     "kernels": Setting(DEFAULTS["kernels"], "af3: every op with an af3 kernel fused (" + ", ".join(FUSED_OPS) + "); "
                                             "per_op: each *_impl setting decides", KERNELS),
     "dtype": Setting(DEFAULTS["dtype"], "fp32, or bf16 = autocast with fp32 weights (the repo's bf16-mixed)", DTYPES),
@@ -139,6 +146,9 @@ def validate(settings: Mapping[str, Any], device_type: str = "cpu") -> list[str]
         if clash:
             errors.append(f"kernels=af3 runs every op fused; drop {', '.join(clash)} or kernels=af3")
     impls = op_impls(settings)
+    if settings.get("ln_linear_impl", "torch") == "fused" and impls["tri_attn_impl"] != "fused":
+        errors.append("ln_linear_impl=fused works inside the fused triangle attention: add tri_attn_impl=fused "
+                      "(or kernels=af3)")
     problem = device_error(device_type, impls, settings.get("dtype", "fp32"))
     if problem:
         errors.append(problem)

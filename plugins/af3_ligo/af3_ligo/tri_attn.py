@@ -55,9 +55,13 @@ def _fused_forward(self, x, mask=None, chunk_size=None, use_deepspeed_evo_attent
     heads, dim = mha.no_heads, mha.c_hidden
     width = heads * dim
     lead, (n_i, n_j, c_in) = x.shape[:-3], x.shape[-3:]
-    x = self.layer_norm(x.reshape(-1, n_i, n_j, c_in))
+    x = x.reshape(-1, n_i, n_j, c_in)
     weight, bias = _projection(self)
-    proj = F.linear(x, weight, bias)  # under bf16 autocast: a bf16 GEMM, as the repo's linears
+    if self._af3_ln_linear is not None:  # ln_linear_impl=fused: LayerNorm and projection in one kernel
+        ln = self.layer_norm
+        proj = self._af3_ln_linear(x, ln.weight, ln.bias, weight, bias, ln.eps, self._af3_precision)
+    else:
+        proj = F.linear(self.layer_norm(x), weight, bias)  # under bf16 autocast: a bf16 GEMM, as the repo's linears
     # q, k, v, gate: strided views of proj, heads after the sequence dims as the kernel reads them
     q, k, v = (proj[..., i * width:(i + 1) * width].unflatten(-1, (heads, dim)) for i in range(3))
     gate = proj[..., 3 * width:4 * width].unflatten(-1, (heads, dim)) if mha.to_gamma is not None else None
@@ -72,23 +76,32 @@ def _fused_forward(self, x, mask=None, chunk_size=None, use_deepspeed_evo_attent
     return out.reshape(*lead, n_i, n_j, out.shape[-1])
 
 
-def install(model: nn.Module, impl: str, precision: str) -> dict:
+def install(model: nn.Module, impl: str, precision: str, ln_linear_impl: str = "torch") -> dict:
     """Make every triangle attention of ``model`` use ``impl``; return facts for the row.
 
-    ``precision``: the fused kernel's fp32 dot precision (the one the torch path's matmuls use)."""
+    ``precision``: the fused kernel's fp32 dot precision (the one the torch path's matmuls use).
+    ``ln_linear_impl=fused`` (with ``impl=fused``): the LayerNorm and the q/k/v/gate/bias projection
+    through af3_kernels' ln_linear instead of nn.LayerNorm then F.linear."""
     if impl not in IMPLS:
         raise ValueError(f"tri_attn_impl must be one of {IMPLS}, not {impl!r}")
+    ln_linear = None
+    if ln_linear_impl == "fused":
+        if impl != "fused":
+            raise kernels.FusedUnavailable("ln_linear_impl=fused works inside tri_attn_impl=fused: set both")
+        (ln_linear,) = kernels.load("ln_linear_impl", "af3_kernels.ln_linear.function", "ln_linear")
     tri_cls = sys.modules["src.models.components.triangular_attention"].TriangleAttention
     facts: dict = {"tri_attn_impl": impl}
     fn = None
     if impl == "fused":
         (fn,) = kernels.load("tri_attn_impl", "af3_kernels.evo_attn.function", "evo_attention")
         facts["tri_attn_precision"] = precision
+        facts["ln_linear_impl"] = ln_linear_impl
     count = 0
     for module in model.modules():
         if isinstance(module, tri_cls):
             if fn is not None:
-                kernels.rebind(module, _fused_forward, _af3_fused=fn, _af3_precision=precision)
+                kernels.rebind(module, _fused_forward, _af3_fused=fn, _af3_precision=precision,
+                               _af3_ln_linear=ln_linear)
             count += 1
     facts["tri_attn_modules_swapped"] = count if fn is not None else 0
     return facts

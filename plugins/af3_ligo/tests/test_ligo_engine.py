@@ -136,7 +136,7 @@ def test_non_finite_outputs_fail_the_pass():
 
 FUSED_CHOICES = {"msa": {"msa_impl": "fused"}, "tri_attn": {"tri_attn_impl": "fused"},
                  "tri_mul": {"tri_mul_impl": "fused"}, "transition": {"transition_impl": "fused"},
-                 "af3": {"kernels": "af3"}}
+                 "af3": {"kernels": "af3"}, "af3_ln_linear": {"kernels": "af3", "ln_linear_impl": "fused"}}
 ZEROED = ("msa", "tri_attn", "tri_mul", "transition")
 
 
