@@ -3,8 +3,10 @@
 Public surface for plugin authors::
 
     from af3core import hookimpl, Plugin, Setting, Availability, Runner, Case, CaseError, NonFiniteOutput
+    from af3core import installed_distribution, package_check   # engines from the package index
 """
 from af3core.hookspecs import hookimpl
+from af3core.packages import installed_distribution, missing_modules, package_check
 from af3core.plugin import ENGINE, KERNEL, Availability, Plugin, Setting
 from af3core.runner import Case, CaseError, NonFiniteOutput, Runner, is_oom
 
@@ -22,5 +24,8 @@ __all__ = [
     "CaseError",
     "NonFiniteOutput",
     "is_oom",
+    "installed_distribution",
+    "missing_modules",
+    "package_check",
     "__version__",
 ]

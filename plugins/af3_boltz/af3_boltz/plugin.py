@@ -1,10 +1,7 @@
 """Registers the ``boltz`` engine. Cheap: imports neither torch nor Boltz (the worker does)."""
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-
-from af3core import ENGINE, Availability, Plugin, hookimpl
+from af3core import ENGINE, Availability, Plugin, hookimpl, installed_distribution, package_check
 
 from af3_boltz.settings import PRESETS, SETTINGS, validate
 
@@ -16,22 +13,11 @@ FIX = ("pip install --no-deps boltz==2.2.1 && pip install 'af3-boltz[run]' "
 
 def installed() -> tuple[str, str] | None:
     """(distribution, version) of the installed Boltz, or None."""
-    for name in DISTRIBUTIONS:
-        try:
-            return name, importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
+    return installed_distribution(*DISTRIBUTIONS)
 
 
 def check() -> Availability:
-    found = installed()
-    if found is None or importlib.util.find_spec("boltz") is None:
-        return Availability.no("Boltz is not installed", FIX)
-    missing = [m for m in ("torch", "pytorch_lightning", "rdkit", "einx") if importlib.util.find_spec(m) is None]
-    if missing:
-        return Availability.no(f"Boltz's model needs {', '.join(missing)}", FIX)
-    return Availability.yes(source_version=f"{found[0]} {found[1]}")
+    return package_check("Boltz", DISTRIBUTIONS, "boltz", ("torch", "pytorch_lightning", "rdkit", "einx"), FIX)
 
 
 @hookimpl

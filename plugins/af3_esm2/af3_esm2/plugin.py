@@ -1,10 +1,7 @@
 """Registers the ``esm2`` engine. Cheap: imports neither torch nor esm (the worker does)."""
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-
-from af3core import ENGINE, Availability, Plugin, hookimpl
+from af3core import ENGINE, Availability, Plugin, hookimpl, installed_distribution, package_check
 
 from af3_esm2.settings import PRESETS, SETTINGS, check_seq_len, validate
 
@@ -14,27 +11,17 @@ FIX = "pip install fair-esm==2.0.0 (or: pip install 'af3-esm2[run]'; bash script
 
 def installed() -> str | None:
     """The installed fair-esm version, or None."""
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    found = installed_distribution(DISTRIBUTION)
+    return found[1] if found else None
 
 
 def check() -> Availability:
-    version = installed()
-    if version is None or importlib.util.find_spec("esm") is None:
-        return Availability.no("fair-esm (ESM-2) is not installed", FIX)
-    try:  # EvolutionaryScale's `esm` (ESM3/ESM C) installs a package of the same name over fair-esm's
-        other = importlib.metadata.version("esm")
-    except importlib.metadata.PackageNotFoundError:
-        other = None
-    if other is not None:
-        return Availability.no(f"the `esm` distribution {other} (EvolutionaryScale) shadows fair-esm's `esm` package",
-                               "pip uninstall esm && pip install --force-reinstall fair-esm==2.0.0 (or use a "
-                               "separate environment: AF3_PYTHON_ESM2)")
-    if importlib.util.find_spec("torch") is None:
-        return Availability.no("ESM-2 needs torch", FIX)
-    return Availability.yes(source_version=f"{DISTRIBUTION} {version}")
+    shadow = installed_distribution("esm")
+    if shadow is not None:  # EvolutionaryScale's `esm` (ESM3/ESM C) installs a package of the same name
+        return Availability.no(f"the `esm` distribution {shadow[1]} (EvolutionaryScale) shadows fair-esm's `esm` "
+                               "package", "pip uninstall esm && pip install --force-reinstall fair-esm==2.0.0 (or "
+                                          "use a separate environment: AF3_PYTHON_ESM2)")
+    return package_check("fair-esm (ESM-2)", (DISTRIBUTION,), "esm", ("torch",), FIX)
 
 
 @hookimpl

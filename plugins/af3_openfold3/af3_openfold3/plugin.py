@@ -2,10 +2,7 @@
 importing the ``openfold3`` package itself imports gemmi and, when installed, deepspeed)."""
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-
-from af3core import ENGINE, Availability, Plugin, hookimpl
+from af3core import ENGINE, Availability, Plugin, hookimpl, installed_distribution, package_check
 
 from af3_openfold3.settings import PRESETS, SETTINGS, validate
 
@@ -21,20 +18,12 @@ NEEDS = ("torch", "numpy", "scipy", "yaml", "ml_collections", "absl", "gemmi", "
 
 def installed() -> str | None:
     """The installed OpenFold3's version, or None."""
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    found = installed_distribution(DISTRIBUTION)
+    return found[1] if found else None
 
 
 def check() -> Availability:
-    version = installed()
-    if version is None or importlib.util.find_spec("openfold3") is None:
-        return Availability.no("OpenFold3 is not installed", FIX)
-    missing = [m for m in NEEDS if importlib.util.find_spec(m) is None]
-    if missing:
-        return Availability.no(f"OpenFold3's model needs {', '.join(missing)}", FIX)
-    return Availability.yes(source_version=f"{DISTRIBUTION} {version}")
+    return package_check("OpenFold3", (DISTRIBUTION,), "openfold3", NEEDS, FIX)
 
 
 @hookimpl
