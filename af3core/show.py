@@ -48,12 +48,18 @@ def _varying(rows: list[dict[str, str]]) -> tuple[list[str], list[str], dict]:
     return fields, differ, shared
 
 
-def _memory(row: dict[str, str]) -> str:
+#: the short name of each memory source in a column header
+_MEMORY_NAMES = {"nvml_peak_gpu_bytes": "GPU, NVML", "framework_peak_bytes": "allocator",
+                 "worker_peak_rss_bytes": "RSS"}
+
+
+def _memory(row: dict[str, str]) -> tuple[str, str | None]:
+    """(the row's peak memory, from its most direct source; that source's column)."""
     for column, _ in MEMORY_SOURCES:
         value = _number(row.get(column))
         if value:
-            return _fmt_bytes(int(value))
-    return "-"
+            return _fmt_bytes(int(value)), column
+    return "-", None
 
 
 def _spread(row: dict[str, str]) -> str:
@@ -69,7 +75,9 @@ def _spread(row: dict[str, str]) -> str:
 def table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]]:
     """(header, cells): one line per case."""
     fields, differ, _ = _varying(rows)
-    header = [*fields, "seq_len", *differ, "status", "median", "min", "max", "spread", "passes", "compile", "peak memory"]
+    sources = {_memory(r)[1] for r in rows} - {None}
+    memory = f"peak memory ({_MEMORY_NAMES[sources.pop()]})" if len(sources) == 1 else "peak memory"
+    header = [*fields, "seq_len", *differ, "status", "median", "min", "max", "spread", "passes", "compile", memory]
     adaptive = any(r.get("stopped_by") not in (None, "", "passes") for r in rows)
     if adaptive:
         header.append("stopped by")
@@ -79,7 +87,7 @@ def table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]]:
         line = [r.get(f) or "" for f in fields] + [r.get("seq_len") or ""]
         line += [str(settings.get(k, "")) for k in differ]
         line += [r.get("status") or "", *(_fmt_ms(_number(r.get(c))) for c in ("median_ms", "min_ms", "max_ms")),
-                 _spread(r), r.get("n_ok") or "0", _fmt_ms(_number(r.get("compile_ms"))), _memory(r)]
+                 _spread(r), r.get("n_ok") or "0", _fmt_ms(_number(r.get("compile_ms"))), _memory(r)[0]]
         if adaptive:
             line.append(r.get("stopped_by") or "")
         cells.append(line)
