@@ -38,6 +38,18 @@ def gemm_precision(kernel: str, value: str) -> tuple[str, str | None]:
     return ("tf32" if value == "tf32" else "ieee"), None
 
 
+#: implementations whose kernels need a CUDA GPU (they do not run in Triton's interpreter)
+CUDA_ONLY_IMPLS = {"liger": "Liger-Kernel's Triton kernels", "cueq": "cuEquivariance's CUDA kernels"}
+
+
+def cuda_only_problem(settings: Mapping[str, Any], device_type: str) -> str | None:
+    """Why the chosen impl cannot run on ``device_type``, or None."""
+    impl = settings.get("impl")
+    if impl in CUDA_ONLY_IMPLS and device_type != "cuda":
+        return f"impl={impl} runs {CUDA_ONLY_IMPLS[impl]}, which need a CUDA GPU (not Triton's interpreter)"
+    return None
+
+
 def variant_problem(kernel: str, value: str) -> str | None:
     """Why ``value`` is not a variant of ``kernel``, or None."""
     if value == "auto" or value in KERNEL_VARIANTS[kernel]:

@@ -83,7 +83,7 @@ def test_rows_wider_than_a_tile_are_refused():
         ln_linear(torch.randn(2, MAX_K + 1, device=DEVICE), p.ln_w, p.ln_b, p.w)
 
 
-def test_plan_time_checks():
+def test_plan_time_checks_of_ln_linear_and_the_cuda_only_anchors():
     settings = {**registry.defaults(), "kernel": "ln_linear", "impl": "fused", "dtype": "fp32"}
     spec = registry.kernel("ln_linear")
     assert spec.validate(settings, "cpu") == []
@@ -92,6 +92,10 @@ def test_plan_time_checks():
     assert spec.validate({**settings, "impl": "liger"}, "cuda") == []
     assert "need a CUDA GPU" in registry.kernel("transition").validate(
         {**settings, "impl": "liger", "expansion": 4}, "cpu")[0]
+    tri_mul = registry.kernel("tri_mul")
+    assert "need a CUDA GPU" in tri_mul.validate({**settings, "impl": "cueq"}, "cpu")[0]
+    assert tri_mul.validate({**settings, "impl": "cueq"}, "cuda") == []
+    assert "tri_hidden equal to pair_dim" in tri_mul.validate({**settings, "impl": "cueq", "tri_hidden": 64}, "cuda")[0]
 
 
 @pytest.mark.skipif(CUDA, reason="the CPU path through the harness (the GPU one is in suite.txt)")

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from af3core import Setting
 
-from af3_kernels.kernel import KernelSpec, gemm_precision
+from af3_kernels.kernel import KernelSpec, cuda_only_problem, gemm_precision
 from af3_kernels.ln_linear.limits import MAX_K
 from af3_kernels.tri_mul.spec import SETTINGS as TRI_MUL_SETTINGS
 
@@ -35,17 +35,10 @@ def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
         problems.append(f"pair_dim must be between 1 and {MAX_K} for ln_linear (the whole row is one tile)")
     if int(settings.get("out_dim", 512)) < 1 or int(settings.get("B", 1)) < 1:
         problems.append("out_dim and B must be at least 1")
-    problem = liger_problem(settings, device_type)
+    problem = cuda_only_problem(settings, device_type)
     if problem:
         problems.append(problem)
     return problems
-
-
-def liger_problem(settings: Mapping[str, Any], device_type: str) -> str | None:
-    """impl=liger needs a CUDA GPU: Liger-Kernel's Triton kernels do not run in Triton's interpreter."""
-    if settings.get("impl") == "liger" and device_type != "cuda":
-        return "impl=liger runs Liger-Kernel's Triton kernels, which need a CUDA GPU (not Triton's interpreter)"
-    return None
 
 
 SPEC = KernelSpec(

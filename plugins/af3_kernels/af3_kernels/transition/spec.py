@@ -9,8 +9,7 @@ from typing import Any, Mapping
 
 from af3core import Setting
 
-from af3_kernels.kernel import KernelSpec, gemm_precision
-from af3_kernels.ln_linear.spec import liger_problem
+from af3_kernels.kernel import KernelSpec, cuda_only_problem, gemm_precision
 from af3_kernels.transition.limits import MAX_C
 from af3_kernels.tri_mul.spec import SETTINGS as TRI_MUL_SETTINGS
 
@@ -33,7 +32,7 @@ def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
         problems.append(f"pair_dim must be between 1 and {MAX_C} for the transition")
     if int(settings.get("expansion", 4)) < 1 or int(settings.get("B", 1)) < 1:
         problems.append("expansion and B must be at least 1")
-    problem = liger_problem(settings, device_type)
+    problem = cuda_only_problem(settings, device_type)
     if problem:
         problems.append(problem)
     return problems

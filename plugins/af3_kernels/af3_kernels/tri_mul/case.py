@@ -41,6 +41,33 @@ def tri_mul_floor(direction: str, B: int, N: int, c: int, h: int, dtype: str, pr
     return floors.floor(nbytes, flops, 0, dtype, precision, rates)
 
 
+def _cueq(p: TriMulParams, variant: str, facts: dict) -> Implementation:
+    """cuEquivariance's fused update (``cuequivariance_torch.triangle_multiplicative_update``), fed
+    this module's parameters in its layout: the input projection and gate of a and b stacked
+    ([a; b], as it splits its 2h outputs into halves a then b), the output LayerNorm, projection
+    and gate as they are. It needs the hidden width equal to c (AF3's 128 and 128)."""
+    try:
+        import cuequivariance_torch as cuet
+        from importlib.metadata import version
+    except Exception as exc:  # noqa: BLE001 - not installed, or built for another CUDA
+        raise CaseError(f"impl=cueq: cannot import cuequivariance_torch ({exc}); fix: pip install "
+                        "'af3-kernels[anchors]' (cuequivariance-torch and cuequivariance-ops-torch-cu13)") from None
+    if p.h != p.c:
+        raise CaseError(f"impl=cueq needs tri_hidden equal to pair_dim (its projections are square), got "
+                        f"{p.h} and {p.c}")
+    p_in_w, p_in_b = torch.cat([p.a_p_w, p.b_p_w]), torch.cat([p.a_p_b, p.b_p_b])
+    g_in_w, g_in_b = torch.cat([p.a_g_w, p.b_g_w]), torch.cat([p.a_g_b, p.b_g_b])
+
+    def fn(z, mask):
+        return cuet.triangle_multiplicative_update(
+            z, direction=variant, mask=mask, norm_in_weight=p.ln_in_w, norm_in_bias=p.ln_in_b,
+            p_in_weight=p_in_w, p_in_bias=p_in_b, g_in_weight=g_in_w, g_in_bias=g_in_b,
+            norm_out_weight=p.ln_out_w, norm_out_bias=p.ln_out_b, p_out_weight=p.z_w, p_out_bias=p.z_b,
+            g_out_weight=p.g_w, g_out_bias=p.g_b, eps=p.eps_in)
+
+    return Implementation(fn, {**facts, "cuequivariance_torch": version("cuequivariance-torch")})
+
+
 class TriMulCase(KernelCase):
     def __init__(self, settings, size, device):
         super().__init__(settings, size, device)
@@ -92,6 +119,8 @@ class TriMulCase(KernelCase):
             return Implementation(reference, facts)
         if name == "compile":
             return Implementation(torch.compile(reference, dynamic=False), facts)
+        if name == "cueq":
+            return _cueq(params, variant, facts)
         raise CaseError(f"tri_mul has no impl {name!r}")
 
     def floor(self, direction, rates) -> floors.Floor:

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from af3core import Setting
 
 from af3_kernels.evo_attn.spec import SETTINGS as EVO_SETTINGS
-from af3_kernels.kernel import VARIANT, KernelSpec, gemm_precision, variant_problem
+from af3_kernels.kernel import VARIANT, KernelSpec, cuda_only_problem, gemm_precision, variant_problem
 
 SETTINGS = {
     "variant": VARIANT,
@@ -37,6 +37,11 @@ def validate(settings: Mapping[str, Any], device_type: str) -> list[str]:
             problems.append(f"{key} must be between 1 and 256")
     if int(settings.get("B", 1)) < 1:
         problems.append("B must be at least 1")
+    problem = cuda_only_problem(settings, device_type)
+    if problem:
+        problems.append(problem)
+    if settings.get("impl") == "cueq" and int(settings.get("tri_hidden", 128)) != int(settings.get("pair_dim", 128)):
+        problems.append("impl=cueq needs tri_hidden equal to pair_dim (cuEquivariance's projections are square)")
     return problems
 
 
@@ -46,7 +51,9 @@ SPEC = KernelSpec(
     case="af3_kernels.tri_mul.case:TriMulCase",
     impls={"fused": "this package's forward (Triton gating and LayerNorm-Linear-gate kernels around one "
                     "batched GEMM; forward only)",
-           "torch": "eager reference", "compile": "torch.compile of the reference"},
+           "torch": "eager reference", "compile": "torch.compile of the reference",
+           "cueq": "cuEquivariance's triangle_multiplicative_update (cuequivariance-torch 0.13); CUDA only, "
+                   "tri_hidden = pair_dim"},
     triton_impls=("fused",),
     settings=SETTINGS,
     validate=validate,
