@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="a run as one table: a line per case, the settings that differ as columns")
     sh.add_argument("dir", type=Path, metavar="RUN")
     sh.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal table")
+    sh.add_argument("--figures", action="store_true", help="also the runner's own figures (medians: ms_tri_attn, "
+                                                           "ms_per_100_residues, floor_ms...)")
 
     rp = sub.add_parser("report", help="one document of a run: environment, table, warnings and plots "
                                        "(RUN/report.md, or report.html with --html)")
@@ -314,7 +316,7 @@ def cmd_plot(args) -> int:
 def cmd_show(args) -> int:
     from af3core.show import print_show
 
-    return print_show(args.dir, args.markdown)
+    return print_show(args.dir, args.markdown, args.figures)
 
 
 def cmd_report(args) -> int:

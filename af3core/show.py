@@ -72,8 +72,18 @@ def _spread(row: dict[str, str]) -> str:
     return text + (" noisy" if row.get("noisy") == "True" else "")
 
 
-def table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]]:
-    """(header, cells): one line per case."""
+def runner_figures(rows: list[dict[str, str]]) -> list[str]:
+    """The numeric columns a runner added (medians of its per-pass figures: ms_tri_attn,
+    ms_per_100_residues, floor_ms...), in the summary's order."""
+    from af3core.record import SUMMARY_COLUMNS
+
+    known = set(SUMMARY_COLUMNS)
+    columns = [c for c in rows[0] if c not in known] if rows else []
+    return [c for c in columns if any(_number(r.get(c)) is not None for r in rows)]
+
+
+def table(rows: list[dict[str, str]], figures: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, cells): one line per case; with ``figures``, the runner's own figures as more columns."""
     fields, differ, _ = _varying(rows)
     sources = {_memory(r)[1] for r in rows} - {None}
     memory = f"peak memory ({_MEMORY_NAMES[sources.pop()]})" if len(sources) == 1 else "peak memory"
@@ -91,6 +101,11 @@ def table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]]:
         if adaptive:
             line.append(r.get("stopped_by") or "")
         cells.append(line)
+    if figures:
+        extra = runner_figures(rows)
+        header += extra
+        for line, r in zip(cells, rows):
+            line += [f"{value:.4g}" if (value := _number(r.get(c))) is not None else "-" for c in extra]
     return header, cells
 
 
@@ -150,12 +165,12 @@ def environment(rows: list[dict[str, str]], meta: dict) -> list[tuple[str, str]]
     return [(k, v) for k, v in items if v.strip()]
 
 
-def print_show(folder: Path, markdown: bool) -> int:
+def print_show(folder: Path, markdown: bool, figures: bool = False) -> int:
     rows, _ = load_run(folder)
     if not rows:
         print(f"{folder}: the run has no cases", flush=True)
         return 0
-    header, cells = table(rows)
+    header, cells = table(rows, figures)
     if markdown:
         print(markdown_table(header, cells))
         return 0
@@ -177,7 +192,7 @@ def print_show(folder: Path, markdown: bool) -> int:
 def write_report(folder: Path, as_html: bool) -> Path:
     """report.md (plots linked) or report.html (plots embedded: one self-contained file)."""
     rows, meta = load_run(folder)
-    header, cells = table(rows) if rows else ([], [])
+    header, cells = table(rows, figures=True) if rows else ([], [])
     env = environment(rows, meta)
     warn = warnings(rows)
     plots = [p for p in (folder / TIME_PLOT, folder / MEMORY_PLOT) if p.is_file()]

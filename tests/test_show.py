@@ -21,6 +21,8 @@ def test_show_puts_the_settings_that_differ_in_columns(af3):
     assert all(b[header.index("status")] == "ok" and b[header.index("passes")] == "6" for b in body)
     terminal = af3.run("show", str(run))
     assert terminal.returncode == 0 and "work_ms" in terminal.stdout
+    with_figures = af3.run("show", str(run), "--markdown", "--figures").stdout.splitlines()[0]
+    assert "checksum" in with_figures and "checksum" not in lines[0]  # the test runner's own figure
 
 
 def test_report_holds_environment_table_warnings_and_plots(af3):
