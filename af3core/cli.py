@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. 0,1,2,3, or all), each pinned to its GPU; list one twice to share it")
     b.add_argument("--jobs", type=int, metavar="N", help="run N cases at once on the selected device (their "
                    "timings disturb each other on one device: for CPU sweeps of mechanics, not figures)")
+    b.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where cases run: local (default; --gpus/--jobs slots) or ray (each case a Ray task "
+                        "on a node of the cluster; pip install 'af3-bench[ray]')")
+    b.add_argument("--ray-address", metavar="ADDR", help="with --executor ray: the cluster to join "
+                   "(default: a local Ray instance started for the run)")
+    b.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="with --executor ray: let Ray rerun a case whose worker or node died, N times "
+                        "(default 0: a benchmark does not silently run a case twice)")
     b.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help=f"wall-clock limit per case (default {DEFAULT_TIMEOUT_S:g})")
     b.add_argument("--until-oom", action="store_true",
@@ -255,6 +263,17 @@ def cmd_bench(args) -> int:
     plan = build_plan(discovery.load(), choices)
     if args.in_process and len(plan.slots) > 1:
         raise UsageError("--in-process runs one case at a time in this process: leave out --jobs/--gpus")
+    executor = None
+    if args.executor == "ray":
+        if args.in_process or len(plan.slots) > 1 or plan.until_oom:
+            raise UsageError("--executor ray places the cases itself: leave out --in-process, --jobs, --gpus "
+                             "and --until-oom")
+        if not args.dry_run:
+            from af3core.rayexec import RayExecutor
+
+            executor = RayExecutor(args.ray_address, args.retries, plan)
+    elif args.ray_address is not None or args.retries:
+        raise UsageError("--ray-address and --retries apply to --executor ray")
     if args.dry_run:
         _print_plan(plan)
         return EXIT_FAILED if plan.faulty else EXIT_OK
@@ -269,7 +288,7 @@ def cmd_bench(args) -> int:
     if args.in_process and args.timeout is not None:
         print("af3: --timeout does not apply with --in-process (no worker to stop)", file=sys.stderr)
     timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
-    outcome = run_plan(plan, folder, timeout, view, command_line, in_process=args.in_process)
+    outcome = run_plan(plan, folder, timeout, view, command_line, in_process=args.in_process, executor=executor)
     out_dir = folder.path
     seq_lens = {r.planned.case.seq_len for r in outcome.records if r.ok_times}
     if not args.no_plot and len(seq_lens) > 1 and not outcome.write_error and outcome.stopped_by is None:

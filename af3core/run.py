@@ -72,7 +72,10 @@ class StopSignals:
 
 
 def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, command_line: list[str],
-             in_process: bool = False) -> RunOutcome:
+             in_process: bool = False, executor=None) -> RunOutcome:
+    """``executor``: None runs each case's worker here (af3core.supervisor); else an object with
+    ``slots``, ``run_case(record, log_path, timeout_s, on_row, on_update, stop_reason)`` and
+    ``cancel_all()`` (af3core.rayexec.RayExecutor)."""
     out_dir = folder.path
     context = RunContext(out_dir.name, provenance.host_facts(), plan.source_versions)
     libraries = sorted({lib for c in plan.cases for lib in c.plugin.libraries})
@@ -89,6 +92,9 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
         "skipped": [{"plugin": n, "reason": r} for n, r in plan.skipped],
         **provenance.full_meta(libraries),
     }
+    if executor is not None:
+        plan.slots = [Slot(f"ray-{n}") for n in range(executor.slots)]
+        meta["executor"] = {"name": "ray", "slots": executor.slots}
     if len(plan.slots) > 1:
         meta["slots"] = [slot.label for slot in plan.slots]
     outcome = RunOutcome()
@@ -119,7 +125,8 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
                 except OSError as exc:
                     raise ResultsWriteError(f"cannot write {folder.logs}: {exc.strerror or exc}") from None
                 folder.track(log_path)
-            supervisor.run_case(record, log_path, timeout_s, on_row, on_update, stop_reason)
+            run = executor.run_case if executor is not None else supervisor.run_case
+            run(record, log_path, timeout_s, on_row, on_update, stop_reason)
         with lock:
             view.done(record)
         return record
@@ -132,8 +139,8 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
             for name, reason in plan.skipped:
                 view.skipped(name, reason)
             view.start()
-            if len(plan.slots) > 1:
-                _run_in_slots(plan, run_one, signals)
+            if len(plan.slots) > 1 or executor is not None:
+                _run_in_slots(plan, run_one, signals, executor)
             else:
                 _run_in_order(plan, run_one, signals, outcome, fits)
         except Interrupted:
@@ -144,7 +151,7 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
             outcome.stopped_by = signals.signum
             view.stop()
             writer.close()
-            if len(plan.slots) > 1:
+            if len(plan.slots) > 1 or executor is not None:
                 _in_plan_order(plan, outcome, writer)
             _write_summary_and_meta(folder, outcome, meta, fits, plan.until_oom)
     return outcome
@@ -168,7 +175,7 @@ def _run_in_order(plan: Plan, run_one, signals: StopSignals, outcome: RunOutcome
                     outcome.largest_fit[planned.group] = fits.get(planned.group)
 
 
-def _run_in_slots(plan: Plan, run_one, signals: StopSignals) -> None:
+def _run_in_slots(plan: Plan, run_one, signals: StopSignals, executor=None) -> None:
     """Each slot takes the next case in plan order until none is left or the run stops. The main
     thread waits in short joins so that it keeps taking signals; a stop reaches every slot's
     supervisor through ``signals.reason``, which kills its worker."""
@@ -191,9 +198,13 @@ def _run_in_slots(plan: Plan, run_one, signals: StopSignals) -> None:
                for slot in plan.slots]
     for thread in threads:
         thread.start()
+    cancelled = False
     for thread in threads:
         while thread.is_alive():
             thread.join(0.2)
+            if executor is not None and signals.signum is not None and not cancelled:
+                executor.cancel_all()  # remote cases cannot see this process's stop request
+                cancelled = True
     if errors:
         raise errors[0]
 

@@ -11,7 +11,7 @@ from af3core import ENGINE, Availability, Plugin, Setting, hookimpl
 
 FAULTS = ("none", "raise", "segfault", "exit", "hang", "oom", "bad_frame", "big_frame", "nonfinite", "user_error",
           "stdout_noise", "close_channel", "bad_type", "nan_frame", "list_info", "nan_time", "unknown_message",
-          "log_flood", "cpu_oom")
+          "log_flood", "cpu_oom", "kill_parent")
 
 
 def _hook_fault():

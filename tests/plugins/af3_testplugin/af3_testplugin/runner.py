@@ -2,6 +2,7 @@
 import ctypes
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -69,6 +70,9 @@ class TestRunner(Runner):
             ctypes.string_at(0)
         if fault == "exit":
             os._exit(3)
+        if fault == "kill_parent":  # under --executor ray: the Ray worker running the case dies
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(30)
         if fault == "hang":
             time.sleep(3600)
         if fault == "oom":
