@@ -59,6 +59,7 @@ clone() {  # dir url commit
 }
 clone third_party/alphafold3_deepmind https://github.com/google-deepmind/alphafold3 c0f97ed
 clone third_party/alphafold3_ligo https://github.com/Ligo-Biosciences/AlphaFold3 621531e
+clone third_party/alphafold2 https://github.com/google-deepmind/alphafold c77e5d2
 
 rm -f "$VENV"/.af3-setup-*
 touch "$STAMP"
