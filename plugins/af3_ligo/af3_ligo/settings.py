@@ -60,7 +60,7 @@ SETTINGS = {
                                                       "torch (the repo's module), fused (af3_kernels tri_mul, "
                                                       "forward only)", TRI_MUL_IMPLS),
     "transition_impl": Setting(DEFAULTS["transition_impl"], "Transition (LayerNorm, SwiGLU, linear): torch (the repo's "
-                                                            "module), fused (af3_kernels transition, forward only; "
+                                                            "module), fused (af3_kernels transition; "
                                                             "widths up to 256, wider ones stay torch)",
                                TRANSITION_IMPLS),
     "ln_linear_impl": Setting(DEFAULTS["ln_linear_impl"], "triangle attention's LayerNorm and q/k/v/gate/bias "

@@ -1,7 +1,7 @@
 """One benchmark case of the Transition (the runner's KernelCase; worker only).
 
 Inputs: x [B, N, N, c] (N = --seq-len, c = pair_dim) and TransitionParams.random with hidden width
-expansion * c. Implementations behind ``fn(x)``: fused (function.py; forward only), torch (the
+expansion * c. Implementations behind ``fn(x)``: fused (function.py), torch (the
 eager reference), compile (torch.compile of it).
 """
 from __future__ import annotations
@@ -27,11 +27,14 @@ def transition_floor(direction: str, M: int, c: int, n: int, dtype: str, precisi
                      rates: floors.Rates) -> floors.Floor:
     """Forward: x read and out written (e*2*M*c bytes; the activation never leaves the chip),
     3 products of 2*M*c*n*c flops each. bf16, N = 768 (M = 589,824), c = 128, n = 4 on an H200:
-    bytes 302 MB -> 70 us; 116 GFLOP -> 147 us (tensor-bound)."""
-    if direction != "fwd":
-        raise ValueError("the transition's floor is defined for fwd only")
+    bytes 302 MB -> 70 us; 116 GFLOP -> 147 us (tensor-bound). Backward: x and dout read, dx
+    written (e*3*M*c), 6 products (the activation's gradient, dxn's two, the three weights'); a
+    backward that recomputes a and b does 2 more, which the floor does not count. fwdbwd: both."""
     e = _ELEMENT_BYTES[dtype]
-    return floors.floor(e * 2 * M * c, 6.0 * M * c * n * c, 0, dtype, precision, rates)
+    product = 2.0 * M * c * n * c
+    fwd, bwd = (e * 2 * M * c, 3 * product), (e * 3 * M * c, 6 * product)
+    nbytes, flops = {"fwd": fwd, "bwd": bwd, "fwdbwd": (fwd[0] + bwd[0], fwd[1] + bwd[1])}[direction]
+    return floors.floor(nbytes, flops, 0, dtype, precision, rates)
 
 
 def _liger(p: TransitionParams):
@@ -77,8 +80,6 @@ class TransitionCase(KernelCase):
         params = self._params
         facts = {"torch_matmul": "tf32" if self.precision == "tf32" else "fp32"}
         if name == "fused":
-            if direction != "fwd":
-                raise CaseError("impl=fused of transition is forward-only so far: use --mode fwd")
             from af3_kernels.transition.function import transition
 
             precision = self.precision

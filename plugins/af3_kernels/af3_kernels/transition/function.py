@@ -58,25 +58,100 @@ def transition(x: torch.Tensor, p: TransitionParams, precision: str = "ieee") ->
         raise ValueError(f"x must end in c={p.c} channels, got {tuple(x.shape)}")
     if p.c > MAX_C:
         raise ValueError(f"the fused transition handles up to {MAX_C} channels, got {p.c}")
-    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p.tensors())):
-        raise NotImplementedError("the fused transition is forward-only (inference): call it under torch.no_grad(), "
-                                  "or use af3_kernels.transition.reference for training")
     dtype = compute_dtype(x)
-    rows = x.reshape(-1, p.c)
-    if rows.stride(-1) != 1 or rows.stride(0) != p.c:
-        rows = rows.contiguous()
+    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in p.tensors())):
+        return TransitionFunction.apply(x, p.ln_w, p.ln_b, p.w1, p.w2, p.w3, p.eps, precision, dtype)
+    return _forward(x, p, precision, dtype)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _in_prec(precision: str, dtype: torch.dtype) -> str:
+    return "tf32" if precision == "tf32" and dtype == torch.float32 else "ieee"
+
+
+def _rows(x: torch.Tensor, c: int) -> torch.Tensor:
+    rows = x.reshape(-1, c)
+    return rows if rows.stride(-1) == 1 and rows.stride(0) == c else rows.contiguous()
+
+
+def _forward(x: torch.Tensor, p: TransitionParams, precision: str, dtype: torch.dtype) -> torch.Tensor:
+    rows = _rows(x, p.c)
     M = rows.shape[0]
     out = torch.empty((M, p.c), device=x.device, dtype=dtype)
-    interp = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    interp = _interpreting()
     block_m, block_h, stages, warps, layout = launch_config(dtype, p.c)
     w1, w2, w3 = weights(p, dtype, layout)
     kernels._transition_fwd[(triton.cdiv(M, block_m),)](
         rows, p.ln_w, p.ln_b, w1, w2, w3, out, M, p.c, p.hidden, p.eps,
         w1.stride(0), w1.stride(1), w3.stride(0), w3.stride(1),
         BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(p.c), BLOCK_H=block_h,
-        IN_PREC="tf32" if precision == "tf32" and dtype == torch.float32 else "ieee", INTERP=interp,
+        IN_PREC=_in_prec(precision, dtype), INTERP=interp,
         num_warps=1 if interp else warps, num_stages=stages)
     return out.reshape(*x.shape[:-1], p.c)
+
+
+def _backward_config(dtype: torch.dtype, c: int) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_H, num_warps) of both backward kernels: a row block holds all c channels and
+    the output gradient beside them, so wide rows get smaller blocks. Not yet tuned on a GPU."""
+    if _interpreting():
+        return 16, 16, 1
+    if dtype == torch.float32 or c > 128:
+        return 32, 32, 8
+    return 64, 32, 8
+
+
+class TransitionFunction(torch.autograd.Function):
+    """The fused forward, and a backward that recomputes what the forward kept on chip (the
+    LayerNorm statistics, a and b) instead of saving the n*c-wide activations: two kernels, the
+    input gradient per row block and the weight gradients per hidden block over shares of the
+    rows, reduced through partial sums (no atomics)."""
+
+    @staticmethod
+    def forward(ctx, x, ln_w, ln_b, w1, w2, w3, eps, precision, dtype):
+        p = TransitionParams(ln_w, ln_b, w1, w2, w3, eps)
+        ctx.save_for_backward(x, ln_w, ln_b, w1, w2, w3)
+        ctx.meta = (eps, precision, dtype)
+        return _forward(x, p, precision, dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, ln_w, ln_b, w1, w2, w3 = ctx.saved_tensors
+        eps, precision, dtype = ctx.meta
+        p = TransitionParams(ln_w, ln_b, w1, w2, w3, eps)
+        C, HID = p.c, p.hidden
+        rows = _rows(x, C)
+        M = rows.shape[0]
+        dout = dout.reshape(M, C).to(dtype).contiguous()
+        wm1, wm2, wm3 = weights(p, dtype, "module")  # the backward reads the module layout
+        bm, bh, warps = _backward_config(dtype, C)
+        interp, prec, block_c = _interpreting(), _in_prec(precision, dtype), triton.next_power_of_2(C)
+        gm = triton.cdiv(M, bm)
+        dx = torch.empty((M, C), device=x.device, dtype=x.dtype)
+        dlnw_part = torch.empty((gm, C), device=x.device, dtype=torch.float32)
+        dlnb_part = torch.empty_like(dlnw_part)
+        kernels._transition_bwd_dx[(gm,)](rows, ln_w, ln_b, wm1, wm2, wm3, dout, dx, dlnw_part, dlnb_part,
+                                          M, C, HID, eps, BLOCK_M=bm, BLOCK_C=block_c, BLOCK_H=bh,
+                                          IN_PREC=prec, INTERP=interp, num_warps=warps)
+        gh = triton.cdiv(HID, bh)
+        # shares of the rows so that hidden blocks x shares fill the GPU about twice (two in the
+        # interpreter, so that the CPU tests cover the reduction)
+        if interp:
+            splits = min(2, gm)
+        else:
+            sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+            splits = max(1, min(gm, (2 * sms) // gh))
+        per_split = triton.cdiv(triton.cdiv(M, splits), bm) * bm
+        splits = triton.cdiv(M, per_split)
+        parts = [torch.empty((splits, HID, C), device=x.device, dtype=torch.float32) for _ in range(3)]
+        kernels._transition_bwd_dw[(gh, splits)](rows, ln_w, ln_b, wm1, wm2, wm3, dout, *parts, M, C, HID, eps,
+                                                 per_split, BLOCK_M=bm, BLOCK_C=block_c, BLOCK_H=bh,
+                                                 IN_PREC=prec, INTERP=interp, num_warps=warps)
+        dw1, dw2, dw3t = (part.sum(0) for part in parts)
+        return (dx.reshape(x.shape), dlnw_part.sum(0).to(ln_w.dtype), dlnb_part.sum(0).to(ln_b.dtype),
+                dw1.to(w1.dtype), dw2.to(w2.dtype), dw3t.t().to(w3.dtype), None, None, None)
 
 
 def weights(p: TransitionParams, dtype: torch.dtype, layout: str) -> tuple[torch.Tensor, ...]:
@@ -89,4 +164,5 @@ def weights(p: TransitionParams, dtype: torch.dtype, layout: str) -> tuple[torch
     return tuple(w.contiguous() for w in ws)
 
 
-__all__ = ["transition", "compute_dtype", "launch_config", "PRECISIONS", "MAX_C", "SHARED_LIMIT"]
+__all__ = ["transition", "TransitionFunction", "compute_dtype", "launch_config", "PRECISIONS", "MAX_C",
+           "SHARED_LIMIT"]

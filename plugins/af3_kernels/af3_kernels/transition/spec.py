@@ -42,7 +42,8 @@ SPEC = KernelSpec(
     name="transition",
     description="AF3 Transition (LayerNorm, SwiGLU to n*c, back to c) over an [N, N, c] pair tensor; --seq-len is N",
     case="af3_kernels.transition.case:TransitionCase",
-    impls={"fused": "this package's Triton kernel (the n*c activation stays on chip; forward only)",
+    impls={"fused": "this package's Triton kernels (the n*c activation never reaches memory, forward or "
+                    "backward)",
            "torch": "eager reference", "compile": "torch.compile of the reference",
            "liger": "Liger-Kernel's fused LayerNorm and SwiGLU (liger-kernel 0.8.5) around torch's linears; CUDA only"},
     triton_impls=("fused", "liger"),
