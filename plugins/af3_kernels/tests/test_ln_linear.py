@@ -115,3 +115,42 @@ def test_a_forward_backward_case_runs_through_the_harness(tmp_path):
                            "--set", "kernel=ln_linear", "--set", "impl=liger", "--seq-len", "5", "--dry-run"],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2 and "CUDA GPU" in proc.stderr
+
+
+# Compiles the three kernels for sm_90a at the configurations function._config picks (without
+# TRITON_INTERPRET, in a process of its own) and prints the shared memory each asks for.
+_COMPILE_SM90 = """
+import json, torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from af3_kernels.ln_linear import function, kernels
+FP32_PTRS = ("x_ptr", "lnw_ptr", "lnb_ptr", "mean_ptr", "rstd_ptr", "dlnw_part_ptr", "dlnb_part_ptr", "dw_part_ptr",
+             "db_part_ptr")
+out = {}
+for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+    for k in (128, 384, 512):
+        bm, bn, warps = function._config(k, dtype)
+        for fn in (kernels._fwd, kernels._bwd_dx, kernels._bwd_dw):
+            const = {key: v for key, v in dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=function._block(k),
+                     IN_PREC="tf32" if name == "fp32" else "ieee", INTERP=False, HAS_BIAS=True,
+                     SAVE_STATS=True).items() if key in fn.arg_names}
+            sig = {n: "constexpr" if n in const else ("*fp32" if n in FP32_PTRS else "*" + name)
+                   if n in const or n.endswith("_ptr") else ("fp32" if n == "eps" else "i32") for n in fn.arg_names}
+            src = ASTSource(fn, sig, constexprs={(fn.arg_names.index(key),): v for key, v in const.items()})
+            ck = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=2))
+            out[f"{fn.fn.__name__}-{name}-k{k}"] = ck.metadata.shared
+print(json.dumps(out))
+"""
+
+
+def test_every_configuration_fits_hopper_shared_memory():
+    from af3_kernels.transition.function import SHARED_LIMIT
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SM90], capture_output=True, text=True, timeout=600, env=env)
+    if proc.returncode and ("ptxas" in proc.stderr or "GPUTarget" in proc.stderr):
+        pytest.skip(f"this Triton cannot compile for sm_90 offline: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shared = json.loads(proc.stdout.strip().splitlines()[-1])
+    print("\nshared memory per configuration:", shared)
+    assert len(shared) == 18 and all(v <= SHARED_LIMIT for v in shared.values()), shared

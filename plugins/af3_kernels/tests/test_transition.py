@@ -116,7 +116,8 @@ def test_registered_and_wide_pairs_refused_at_plan_time():
     assert "transition supports precision" in problem
 
 
-# Compiles the forward kernel for sm_90a at every launch configuration function.launch_config picks
+# Compiles the forward kernel for sm_90a at every launch configuration function.launch_config picks,
+# and the backward kernels at function._backward_config's,
 # and prints the shared memory each asks for. In a process of its own, without TRITON_INTERPRET.
 _COMPILE_SM90 = """
 import json, torch, triton
@@ -124,16 +125,28 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from af3_kernels.transition import function, kernels
 fn, out = kernels._transition_fwd, {}
+FP32_PTRS = ("x_ptr", "lnw_ptr", "lnb_ptr", "dlnw_part_ptr", "dlnb_part_ptr", "dw1_part_ptr", "dw2_part_ptr",
+             "dw3_part_ptr")
+
+
+def shared(fn, name, const, warps, stages):
+    sig = {n: "constexpr" if n in const else ("*fp32" if n in FP32_PTRS else "*" + name)
+           if n in const or n.endswith("_ptr") else ("fp32" if n == "eps" else "i32") for n in fn.arg_names}
+    src = ASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v for k, v in const.items()})
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages)
+                          ).metadata.shared
+
+
 for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
     for c in (32, 64, 128, 256):
+        prec = "tf32" if name == "fp32" else "ieee"
         block_m, block_h, stages, warps, _ = function.launch_config(dtype, c)
-        const = dict(BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(c), BLOCK_H=block_h,
-                     IN_PREC="tf32" if name == "fp32" else "ieee", INTERP=False)
-        sig = {n: "constexpr" if n in const else ("*fp32" if n in ("x_ptr", "lnw_ptr", "lnb_ptr") else "*" + name)
-               if n in const or n.endswith("_ptr") else ("fp32" if n == "eps" else "i32") for n in fn.arg_names}
-        src = ASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v for k, v in const.items()})
-        ck = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=stages))
-        out[f"{name}-c{c}"] = ck.metadata.shared
+        const = dict(BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(c), BLOCK_H=block_h, IN_PREC=prec, INTERP=False)
+        out[f"fwd-{name}-c{c}"] = shared(fn, name, const, warps, stages)
+        block_m, block_h, warps = function._backward_config(dtype, c)
+        const = dict(BLOCK_M=block_m, BLOCK_C=triton.next_power_of_2(c), BLOCK_H=block_h, IN_PREC=prec, INTERP=False)
+        for kernel in (kernels._transition_bwd_dx, kernels._transition_bwd_dw):
+            out[f"{kernel.fn.__name__[12:]}-{name}-c{c}"] = shared(kernel, name, const, warps, 2)
 print(json.dumps(out))
 """
 
