@@ -57,8 +57,8 @@ SETTINGS = {
     "tri_attn_impl": Setting(DEFAULTS["tri_attn_impl"], "triangle attention (start and end node): torch (the repo's "
                                            "module), fused (af3_kernels evo_attn)", TRI_ATTN_IMPLS),
     "tri_mul_impl": Setting(DEFAULTS["tri_mul_impl"], "triangle multiplicative update (outgoing and incoming): "
-                                                      "torch (the repo's module), fused (af3_kernels tri_mul, "
-                                                      "forward only)", TRI_MUL_IMPLS),
+                                                      "torch (the repo's module), fused (af3_kernels tri_mul)",
+                            TRI_MUL_IMPLS),
     "transition_impl": Setting(DEFAULTS["transition_impl"], "Transition (LayerNorm, SwiGLU, linear): torch (the repo's "
                                                             "module), fused (af3_kernels transition; "
                                                             "widths up to 256, wider ones stay torch)",

@@ -28,17 +28,19 @@ _ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 def tri_mul_floor(direction: str, B: int, N: int, c: int, h: int, dtype: str, precision: str,
                   mask: bool, rates: floors.Rates) -> floors.Floor:
-    """Floor of the forward (the only direction the fused kernel has): the contraction's 2*N^3*h
-    flops plus the projections' 2*N^2*c*(4h + c) and 2*N^2*h*c, on the tensor cores; bytes: z read
-    and the update written, e*2*N^2*c, plus a byte mask (a, b and x can stay on chip in an ideal
-    kernel). For bf16 at N = 768, c = h = 128 on an H200: 126 GFLOP -> 160 us; bytes 302 MB -> 70 us."""
-    if direction != "fwd":
-        raise ValueError("tri_mul's floor is defined for fwd only")
+    """Forward: the contraction's 2*N^3*h flops plus the projections' 2*N^2*c*(4h + c) and
+    2*N^2*h*c, on the tensor cores; bytes: z read and the update written, e*2*N^2*c, plus a byte
+    mask (a, b and x can stay on chip in an ideal kernel). For bf16 at N = 768, c = h = 128 on an
+    H200: 126 GFLOP -> 160 us; bytes 302 MB -> 70 us. Backward: twice the forward's products (each
+    has an input and a weight gradient), z and the update's gradient read and z's written
+    (e*3*N^2*c); fwdbwd: both."""
     e = _ELEMENT_BYTES[dtype]
     nn_ = B * N * N
     flops = 2.0 * nn_ * N * h + 2.0 * nn_ * c * (4 * h + c) + 2.0 * nn_ * h * c
-    nbytes = e * 2 * nn_ * c + (nn_ if mask else 0)
-    return floors.floor(nbytes, flops, 0, dtype, precision, rates)
+    mask_bytes = nn_ if mask else 0
+    fwd, bwd = (e * 2 * nn_ * c + mask_bytes, flops), (e * 3 * nn_ * c + mask_bytes, 2 * flops)
+    nbytes, total = {"fwd": fwd, "bwd": bwd, "fwdbwd": (fwd[0] + bwd[0], fwd[1] + bwd[1])}[direction]
+    return floors.floor(nbytes, total, 0, dtype, precision, rates)
 
 
 def _cueq(p: TriMulParams, variant: str, facts: dict) -> Implementation:
@@ -103,8 +105,6 @@ class TriMulCase(KernelCase):
         params, variant = self._params, self.variant
         facts = {"torch_matmul": "tf32" if self.precision == "tf32" else "fp32"}
         if name == "fused":
-            if direction != "fwd":
-                raise CaseError("impl=fused of tri_mul is forward-only so far: use --mode fwd")
             from af3_kernels.tri_mul.function import projection, tri_mul
 
             weight, bias = projection(params)  # kept, as an engine module would keep its weights

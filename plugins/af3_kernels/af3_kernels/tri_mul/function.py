@@ -14,8 +14,13 @@ Four steps instead of the eager module's dozen ops and copies (reference.py has 
 4. ``_ln_linear_gate``: LayerNorm over h, the output projection, its bias and sigmoid(g) in one kernel.
 
 Under autocast the GEMMs run in the autocast dtype, as the eager module's linears do, and the
-update comes out in that dtype. Forward only: with gradients required it raises (use the reference
-for training until the fused backward exists).
+update comes out in that dtype.
+
+With gradients required (training), the same math runs as differentiable pieces whose backward is
+fused where the work is: both LayerNorm-Linear pairs through ``af3_kernels.ln_linear`` (its Triton
+forward and backward), the gates as torch elementwise ops, the contraction as cuBLAS batched GEMMs
+in both directions (autograd). Slower than the inference forward above (it keeps a and b for the
+backward), and exact to the same bar.
 """
 from __future__ import annotations
 
@@ -47,10 +52,6 @@ def _check(z, mask, p, variant, precision):
         raise ValueError(f"mask must be [B, N, N] = {tuple(z.shape[:-1])}, got {tuple(mask.shape)}")
     if p.h > 256 or p.c > 256:
         raise ValueError(f"hidden and pair channels up to 256 are supported, got h={p.h}, c={p.c}")
-    needs_grad = z.requires_grad or any(t.requires_grad for t in p.tensors())
-    if torch.is_grad_enabled() and needs_grad:
-        raise NotImplementedError("the fused tri_mul is forward-only (inference): call it under torch.no_grad(), "
-                                  "or use af3_kernels.tri_mul.reference for training")
 
 
 def projection(p: TriMulParams) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +68,8 @@ def tri_mul(z: torch.Tensor, mask: torch.Tensor | None, p: TriMulParams, variant
     projection ("ieee" or "tf32"; the contraction follows torch's matmul precision). ``weight``,
     ``bias``: :func:`projection` of p, when the caller keeps them."""
     _check(z, mask, p, variant, precision)
+    if torch.is_grad_enabled() and (z.requires_grad or any(t.requires_grad for t in p.tensors())):
+        return _trainable(z, mask, p, variant, precision)
     B, N, _, C = z.shape
     H, NN = p.h, N * N
     if weight is None:
@@ -92,6 +95,24 @@ def tri_mul(z: torch.Tensor, mask: torch.Tensor | None, p: TriMulParams, variant
         num_warps=8 if not interp else 1)
     return out
 
+
+
+def _trainable(z: torch.Tensor, mask: torch.Tensor | None, p: TriMulParams, variant: str,
+               precision: str) -> torch.Tensor:
+    """The update as differentiable pieces (module doc): two fused LayerNorm-Linears around the
+    gates and the batched contraction."""
+    from af3_kernels.ln_linear.function import ln_linear
+
+    H, C = p.h, p.c
+    weight, bias = projection(p)
+    proj = ln_linear(z, p.ln_in_w, p.ln_in_b, weight, bias, p.eps_in, precision)  # [B, N, N, 4h + c]
+    a_p, a_g, b_p, b_g, g = proj.split([H, H, H, H, C], dim=-1)
+    keep = 1.0 if mask is None else mask.unsqueeze(-1).to(proj.dtype)
+    a = (keep * torch.sigmoid(a_g) * a_p).permute(0, 3, 1, 2)  # [B, h, N, N]
+    b = (keep * torch.sigmoid(b_g) * b_p).permute(0, 3, 1, 2)
+    x = a @ b.transpose(-1, -2) if variant == "outgoing" else a.transpose(-1, -2) @ b
+    y = ln_linear(x.permute(0, 2, 3, 1), p.ln_out_w, p.ln_out_b, p.z_w, p.z_b, p.eps_out, precision)
+    return torch.sigmoid(g) * y
 
 
 def _dot_block(n: int) -> int:

@@ -50,7 +50,7 @@ SPEC = KernelSpec(
     description="triangle multiplicative update (AF3 Alg. 12/13, --set variant=outgoing|incoming); --seq-len is N",
     case="af3_kernels.tri_mul.case:TriMulCase",
     impls={"fused": "this package's forward (Triton gating and LayerNorm-Linear-gate kernels around one "
-                    "batched GEMM; forward only)",
+                    "batched GEMM; with gradients: fused LayerNorm-Linears, cuBLAS, autograd)",
            "torch": "eager reference", "compile": "torch.compile of the reference",
            "cueq": "cuEquivariance's triangle_multiplicative_update (cuequivariance-torch 0.13); CUDA only, "
                    "tri_hidden = pair_dim"},
