@@ -51,6 +51,7 @@ SPEC_MODULES = (
     "af3_kernels.tri_mul.spec",
     "af3_kernels.transition.spec",
     "af3_kernels.ln_linear.spec",
+    "af3_kernels.simplicial.spec",
 )
 
 TIMINGS = ("auto", "events", "graph")

@@ -50,15 +50,18 @@ def run_case(mode, impl, device="cpu", **changes):
 def test_settings_keep_their_names_and_defaults():
     """The generic settings and msa_pwa's, as before the registry (timing and precision now "auto"),
     then evo_attn's own (B, mask and precision are shared with msa_pwa; variant with tri_mul), then
-    tri_mul's (pair_dim shared with transition and ln_linear), then transition's, then ln_linear's."""
+    tri_mul's (pair_dim shared with transition and ln_linear), then transition's, ln_linear's and
+    simplicial's."""
     p = plugin()
     defaults = {k: s.default for k, s in p.settings.items()}
     assert defaults == dict(kernel="msa_pwa", impl="fused", dtype="bf16", reps=100, timing="auto", flush=True,
                             check=True, S=128, H=8, C=8, B=1, mask=False, precision="auto", p_mode="auto",
                             variant="auto", heads=4, head_dim=32, rows=512, gate=False, bias_scale=1.0,
-                            pair_dim=128, tri_hidden=128, expansion=4, out_dim=512, bias=False, ln_rows="pair")
+                            pair_dim=128, tri_hidden=128, expansion=4, out_dim=512, bias=False, ln_rows="pair",
+                            simplicial_variant="windowed", w1=512, w2=32)
     assert p.validate is registry.validate and tuple(p.libraries) == ("triton",)
-    assert set(p.settings["impl"].choices) == {"fused", "torch", "compile", "seed", "sdpa", "trifast", "cueq", "liger"}
+    assert set(p.settings["impl"].choices) == {"fused", "torch", "compile", "seed", "sdpa", "trifast", "cueq", "liger",
+                                               "lucidrains"}
     assert p.validate(settings(impl="fused", dtype="bf16", S=128, C=8), "cuda") == []
 
 
