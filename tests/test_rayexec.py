@@ -18,6 +18,8 @@ def test_cases_run_as_ray_tasks_and_leave_a_local_runs_folder(af3, tmp_path):
     proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16,24", "--passes", "2",
                    "--sweep", "fault=none,segfault,kill_parent", "--set", "fault_pass=1", "--set", "work_ms=20",
                    "--executor", "ray", "--out", str(out), "--plain", "--no-plot", timeout=600)
+    if proc.returncode == 2 and "cannot join a local Ray instance" in proc.stderr:
+        pytest.skip(f"Ray cannot start on this machine: {proc.stderr.strip().splitlines()[-1][:300]}")
     assert proc.returncode == 1, proc.stderr[-3000:]
     summary = _summary(out)
     assert len(summary) == 9
