@@ -42,6 +42,8 @@ pip_install "$JAX_SPEC" -r scripts/requirements.txt
 pip_install --no-deps "boltz==2.2.1"
 # OpenFold3 likewise without its declared dependencies (its data pipeline's; they would downgrade rdkit): docs/OPENFOLD3.md
 pip_install --no-deps "openfold3==0.5.0"
+# Protenix likewise without its declared pins (torch==2.7.1, numpy==2.4.1, triton==3.3.1...): docs/PROTENIX.md
+pip_install --no-deps "protenix==2.0.0"
 plugins=(); for dir in plugins/*/; do [ -f "$dir/pyproject.toml" ] && plugins+=(-e "$dir"); done
 pip_install --no-build-isolation -e . "${plugins[@]}"
 
