@@ -39,12 +39,22 @@ def load_run(folder: Path) -> tuple[list[dict[str, str]], dict]:
 
 
 def _varying(rows: list[dict[str, str]]) -> tuple[list[str], list[str], dict]:
-    """(case fields that differ, setting keys that differ, the settings every case shares)."""
+    """(case fields that differ, setting keys that differ, the settings every case shares). A key
+    differs when two cases of one plugin give it different values, or when every case has it and
+    not all alike (dtype across engines); a key only some plugins have, constant in each, is no
+    column (each plugin has its own settings)."""
     fields = [f for f in ("plugin", "mode", "preset", "device") if len({r.get(f) for r in rows}) > 1]
     settings = [_settings(r) for r in rows]
     keys = sorted({k for s in settings for k in s})
-    differ = [k for k in keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
-    shared = {k: settings[0].get(k) for k in keys if k not in differ} if settings else {}
+    values: dict[tuple[str, str], set[str]] = {}
+    for row, s in zip(rows, settings):
+        for k, v in s.items():
+            values.setdefault((row.get("plugin") or "", k), set()).add(json.dumps(v, default=str))
+    everywhere = [k for k in keys if all(k in s for s in settings)]
+    differ = [k for k in keys if any(len(v) > 1 for (_, key), v in values.items() if key == k)
+              or (k in everywhere and len({json.dumps(s[k], default=str) for s in settings}) > 1)]
+    shared = {k: settings[0][k] for k in keys if k not in differ and all(k in s for s in settings)
+              and len({json.dumps(s[k], default=str) for s in settings}) == 1} if settings else {}
     return fields, differ, shared
 
 

@@ -43,3 +43,18 @@ def test_show_and_report_refuse_a_folder_that_is_not_a_run(af3, tmp_path):
     for command in ("show", "report"):
         proc = af3.run(command, str(tmp_path))
         assert proc.returncode == 2 and "summary.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_settings_of_other_plugins_are_no_columns():
+    """A run of several plugins: a key that only one plugin has, constant there, tells nothing apart."""
+    import json
+
+    from af3core.show import table
+
+    def row(plugin, **settings):
+        return {"plugin": plugin, "mode": "trunk", "seq_len": "32", "status": "ok", "settings": json.dumps(settings)}
+
+    header, cells = table([row("a", x=1, dtype="fp32"), row("a", x=2, dtype="fp32"), row("b", y=5, dtype="bf16")])
+    assert header[:4] == ["plugin", "seq_len", "dtype", "x"]  # dtype differs within no plugin but across: shown
+    assert [line[3] for line in cells] == ["1", "2", ""]
+    assert "y" not in header
