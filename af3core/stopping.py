@@ -13,7 +13,6 @@ does any failed pass of an adaptive case (the case has failed: more passes canno
 from __future__ import annotations
 
 from af3core import stats
-from af3core.protocol import STOP_REASONS  # noqa: F401 - the stopped_by column's values
 from af3core.runner import Case
 
 #: --max-time's default when --max-noise is given: the passes' budget for reaching the bound.
