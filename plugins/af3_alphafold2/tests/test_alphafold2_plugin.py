@@ -273,7 +273,8 @@ def test_nonfinite_output_fails_the_pass():
     import jax.numpy as jnp
 
     from af3core import Case, NonFiniteOutput
-    from af3_alphafold2.runner import AlphaFold2Runner, with_finite_flag
+    from af3_alphafold2.runner import AlphaFold2Runner
+    from af3core.jaxrun import with_finite_flag
 
     runner = AlphaFold2Runner(Case(plugin="alphafold2", mode="trunk", seq_len=8, device="cpu", settings={}))
     runner._built = SimpleNamespace(params={"w": jnp.array([1.0, jnp.nan])}, key=jnp.zeros(2), batch={})

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any, Mapping
 
+from af3core.jaxrun import jax_device
 from af3core.source import SourceNotFound
 
 from af3_deepmind import source as source_mod
@@ -35,23 +36,6 @@ class Built:
     facts: dict[str, Any]
 
 
-def apply_memory_env(preallocate: bool) -> None:
-    """Must run before JAX creates its GPU client (it reads the variable once)."""
-    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true" if preallocate else "false"
-
-
-def use_cpu_backend() -> None:
-    """Make the CPU JAX's default backend (before JAX initialises its backends)."""
-    os.environ["JAX_PLATFORMS"] = "cpu"
-    if "jax" in sys.modules:  # in-process: effective only while no backend is initialised yet
-        import jax
-
-        try:
-            jax.config.update("jax_platforms", "cpu")
-        except Exception:  # noqa: BLE001 - a backend is already up: the env var above stays for workers
-            pass
-
-
 def import_source() -> tuple[source_mod.Source, dict[str, str], dict[str, Any]]:
     """Locate and import DeepMind's package with stand-ins only where modules are absent."""
     try:
@@ -72,19 +56,6 @@ def import_source() -> tuple[source_mod.Source, dict[str, str], dict[str, Any]]:
     return src, report, fixes
 
 
-def jax_device(device_type: str):
-    import jax
-
-    platform = "gpu" if device_type == "cuda" else device_type
-    try:
-        devices = jax.devices(platform)
-    except RuntimeError as exc:
-        raise BuildError(
-            f"JAX has no {device_type} backend here ({exc}); install jax with CUDA support (jax[cuda13])"
-        ) from None
-    return devices[0]
-
-
 def build(mode: str, tokens: int, settings: Mapping[str, Any], device_type: str) -> Built:
     from af3_deepmind.batch import ATOMS_PER_TOKEN, BatchSpec, make_batch
 
@@ -98,7 +69,7 @@ def build(mode: str, tokens: int, settings: Mapping[str, Any], device_type: str)
 
     from af3_deepmind import model as model_mod
 
-    device = jax_device(device_type)
+    device = jax_device(device_type, BuildError)
     seed = int(settings["seed"])
     t0 = time.perf_counter()
     spec = BatchSpec(
