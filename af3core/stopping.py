@@ -12,7 +12,6 @@ does any failed pass of an adaptive case (the case has failed: more passes canno
 """
 from __future__ import annotations
 
-from af3core import stats
 from af3core.runner import Case
 
 #: --max-time's default when --max-noise is given: the passes' budget for reaching the bound.
@@ -30,6 +29,8 @@ def next_step(case: Case, done: int, times_ms: list[float], spent_s: float) -> t
         return True, ""
     if case.max_noise is None:
         return False, "min_time" if case.min_time_s else "passes"
+    from af3core import stats  # numpy (and scipy) only where passes are judged, not at `af3` start-up
+
     noise = stats.median_noise(times_ms)
     if noise is not None and noise <= case.max_noise:
         return False, "noise"
