@@ -8,7 +8,10 @@
 #   FILE       any file in the same format: one case a line, "NAME: ARGS" (ARGS as for `af3 bench`,
 #              without --out/--force/--plain, which this script adds); lines starting with # are comments
 # AF3_SUITE_FILTER (an extended regex on the case names) runs part of the lists, so one suite can be
-# split over calls that each fit a time limit.
+# split over calls that each fit a time limit. AF3_DEADLINE_S (seconds from the start) stops a case
+# still running then and skips the rest, so that the table still comes back from a call with a limit.
+# AF3_WHEELS names the folder of carried wheels (default .whl); AF3_TEST_PATHS what the tests step runs
+# (default: tests plugins).
 # Needs python3 with torch, triton and jax (CUDA); the wheels of scripts/gpu_wheels.txt in .whl/
 # (scripts/build_gpu_wheels.sh downloads them); the engine sources in third_party/. Writes under $OUT
 # (default ./gpu_out): results.tar.gz (every results folder and log, refreshed after each step) and
@@ -20,6 +23,7 @@ OUT=${OUT:-$ROOT/gpu_out}
 RUNS=${AF3_RUNS:-$OUT.runs}  # outside $OUT: only the archive and the table come back from a device call
 SITE=${AF3_SITE:-/tmp/af3-site}
 STEPS=${*:-tests harness kernels deepmind ligo}
+DEADLINE=$((SECONDS + ${AF3_DEADLINE_S:-1000000}))
 mkdir -p "$RUNS" "$OUT"
 exec > >(tee -a "$OUT/suite.log") 2>&1
 export PYTHONUNBUFFERED=1
@@ -29,9 +33,10 @@ archive() { tar -czf "$OUT/results.tar.gz" -C "$(dirname "$RUNS")" "$(basename "
 
 # Carried wheels once per machine, then this tree's four distributions every time (real dist-info,
 # so entry points work; a warm machine must not keep an older copy of the tree).
-if ls .whl/*.whl >/dev/null 2>&1; then
-  log "install .whl/"
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" .whl/*.whl || exit 1
+WHEELS=${AF3_WHEELS:-.whl}
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  log "install $WHEELS/"
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$WHEELS"/*.whl || exit 1
 fi
 log "install af3-bench and its plugins"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --upgrade --target "$SITE" \
@@ -46,9 +51,11 @@ run_list() {  # a file of "NAME: ARGS" lines
     [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
     name=${line%%:*}; args=${line#*:}
     [[ -n "${AF3_SUITE_FILTER:-}" && ! "$name" =~ $AF3_SUITE_FILTER ]] && continue
+    if (( SECONDS >= DEADLINE )); then log "$name: skipped (AF3_DEADLINE_S reached)"; continue; fi
     log "$name: af3 bench$args"
     # shellcheck disable=SC2086 - ARGS are words, as typed on a command line
-    python3 -m af3core bench --out "$RUNS/$name" --force --plain $args </dev/null 2>&1 | tail -n 12
+    timeout $((DEADLINE - SECONDS)) python3 -m af3core bench --out "$RUNS/$name" --force --plain $args </dev/null 2>&1 \
+      | tail -n 12
     archive
   done < "$file"
 }
@@ -58,9 +65,9 @@ for step in $STEPS; do
     tests)
       log "pytest on the GPU"
       timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -p no:cacheprovider -n "${AF3_TEST_WORKERS:-8}" \
-        -m "not timing" tests plugins 2>&1 | tee "$RUNS/tests.txt" | tail -n 30
+        -m "not timing" ${AF3_TEST_PATHS:-tests plugins} 2>&1 | tee "$RUNS/tests.txt" | tail -n 30
       log "pytest: timing comparisons, alone on the GPU"
-      timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -s -p no:cacheprovider -m timing tests plugins \
+      timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -s -p no:cacheprovider -m timing ${AF3_TEST_PATHS:-tests plugins} \
         2>&1 | tee "$RUNS/tests_timing.txt" | tail -n 12
       ;;
     harness)
