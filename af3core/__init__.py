@@ -6,7 +6,7 @@ Public surface for plugin authors::
     from af3core import installed_distribution, package_check   # engines from the package index
 """
 from af3core.hookspecs import hookimpl
-from af3core.packages import installed_distribution, missing_modules, package_check
+from af3core.packages import cuequivariance_error, installed_distribution, missing_modules, package_check
 from af3core.plugin import ENGINE, KERNEL, Availability, Plugin, Setting
 from af3core.runner import Case, CaseError, NonFiniteOutput, Runner, is_oom
 
@@ -27,5 +27,6 @@ __all__ = [
     "installed_distribution",
     "missing_modules",
     "package_check",
+    "cuequivariance_error",
     "__version__",
 ]

@@ -36,3 +36,28 @@ def package_check(engine: str, distributions: Sequence[str], package: str, needs
     if missing:
         return Availability.no(f"{engine}'s model needs {', '.join(missing)}", fix)
     return Availability.yes(source_version=f"{found[0]} {found[1]}")
+
+
+def cuequivariance_error() -> str | None:
+    """Why cuEquivariance's triangle kernels cannot run in this process, or None when they can.
+
+    Unlike the checks above this imports the packages: call it where a model is built, not in an
+    availability check. Finding ``cuequivariance_torch`` is not enough: ``cuequivariance_ops_torch``
+    silently leaves out its Triton kernels (triangle multiplication among them) when one of their
+    imports fails, as ``platformdirs`` does on a ``--no-deps`` install, and an engine that turned the
+    kernels on then fails in its first pass."""
+    if importlib.util.find_spec("cuequivariance_torch") is None:
+        return "cuequivariance-torch is not installed"
+    try:
+        importlib.import_module("cuequivariance_torch")
+        ops = importlib.import_module("cuequivariance_ops_torch")
+    except Exception as exc:  # a missing or broken binary package: any import error says why
+        return f"cuequivariance_ops_torch does not import ({type(exc).__name__}: {exc})"
+    missing = [name for name in ("triangle_attention", "triangle_multiplicative_update") if not hasattr(ops, name)]
+    if not missing:
+        return None
+    try:  # the import that cuequivariance_ops_torch swallowed names the cause
+        importlib.import_module("cuequivariance_ops.triton")
+    except Exception as exc:
+        return f"cuequivariance_ops_torch lacks {', '.join(missing)}: {type(exc).__name__}: {exc}"
+    return f"cuequivariance_ops_torch lacks {', '.join(missing)}"

@@ -25,23 +25,28 @@ class Built:
 
 def kernels_wanted(setting: str, device: str) -> tuple[bool, str]:
     """Whether cuEquivariance's kernels run, and why: ``boltz predict`` turns them on for a GPU of
-    compute capability 8 or more; Boltz has no fallback when the package is missing."""
+    compute capability 8 or more; Boltz has no fallback when the package is missing or does not load."""
     import torch
 
-    have = importlib.util.find_spec("cuequivariance_torch") is not None
+    from af3core import cuequivariance_error
+
     if setting == "off":
         return False, "off"
     capable = device == "cuda" and torch.cuda.get_device_capability()[0] >= 8
     if setting == "on":
         if not capable:
             raise BuildError("use_kernels=on needs a CUDA GPU of compute capability 8 or more")
-        if not have:
-            raise BuildError("use_kernels=on needs cuEquivariance: pip install cuequivariance-torch "
-                             "cuequivariance-ops-torch-cu13 (cu12 for a CUDA 12 torch)")
+        error = cuequivariance_error()
+        if error:
+            raise BuildError(f"use_kernels=on needs cuEquivariance: {error}; fix: pip install cuequivariance-torch "
+                             "cuequivariance-ops-torch-cu13 (cu12 for a CUDA 12 torch) and their dependencies")
         return True, "on"
-    if capable and have:
-        return True, "auto: on (GPU of compute capability 8+, cuequivariance-torch installed)"
-    return False, "auto: off (" + ("no cuequivariance-torch" if capable else "no GPU of compute capability 8+") + ")"
+    if not capable:
+        return False, "auto: off (no GPU of compute capability 8+)"
+    error = cuequivariance_error()
+    if error:
+        return False, f"auto: off ({error})"
+    return True, "auto: on (GPU of compute capability 8+, cuEquivariance loads)"
 
 
 def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) -> Built:

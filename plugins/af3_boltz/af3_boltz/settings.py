@@ -37,8 +37,8 @@ SETTINGS = {
     "dtype": Setting(DEFAULTS["dtype"], "bf16 = autocast to bfloat16 (boltz predict's bf16-mixed), or fp32",
                      ("bf16", "fp32")),
     "use_kernels": Setting(DEFAULTS["use_kernels"], "cuEquivariance triangle kernels: on, off, or auto (on on a GPU of "
-                                                    "compute capability 8+ when cuequivariance-torch is installed, as "
-                                                    "boltz predict does)", ("auto", "on", "off")),
+                                                    "compute capability 8+ when cuEquivariance loads, as boltz "
+                                                    "predict does)", ("auto", "on", "off")),
     "confidence": Setting(DEFAULTS["confidence"], "run the confidence head in full mode (boltz predict: yes)"),
     "templates": Setting(DEFAULTS["templates"], "build the template module (boltz predict: yes; an empty template)"),
     "seed": Setting(DEFAULTS["seed"], "seed of the parameters and the synthetic batch"),

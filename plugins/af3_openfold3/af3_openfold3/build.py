@@ -5,6 +5,7 @@ OpenFold3 are imported inside the functions only.
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -23,8 +24,17 @@ class Built:
 
 
 def _package_kernels() -> tuple[bool, bool]:
-    """(Triton kernels, cuEquivariance) as the package itself found them on import."""
-    from openfold3.core.model.primitives import attention
+    """(Triton kernels, cuEquivariance) as the package itself found them on import. OpenFold3 imports
+    cuEquivariance's ops whenever cuequivariance is installed, so a broken install stops the model
+    itself from importing: that gets a fix rather than a traceback."""
+    try:
+        from openfold3.core.model.primitives import attention
+    except ImportError as exc:
+        if "cuequivariance" not in "".join(traceback.format_exception(exc)):
+            raise
+        raise BuildError(f"OpenFold3 imports cuEquivariance when it is installed, and it does not load here "
+                         f"({type(exc).__name__}: {exc}); fix: install what it names (platformdirs, for one), or "
+                         "pip uninstall cuequivariance-torch") from None
 
     return bool(getattr(attention, "TRITON_AVAILABLE", False)), bool(getattr(attention, "cueq_is_installed", False))
 

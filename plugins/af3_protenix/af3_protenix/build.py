@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from af3_protenix.plugin import DISTRIBUTION, installed
+from af3core import cuequivariance_error
 
 
 class BuildError(Exception):
@@ -44,7 +45,6 @@ def kernels_wanted(settings: Mapping[str, Any], device: str) -> dict[str, str]:
     defaults are cuEquivariance for both triangle ops and Protenix's fused LayerNorm extension; none
     runs on a CPU."""
     att, mul, ln = settings["tri_attention"], settings["tri_multiplicative"], settings["layernorm"]
-    cueq = _importable("cuequivariance_torch")
     if device != "cuda":
         for key, value in (("tri_attention", att), ("tri_multiplicative", mul), ("layernorm", ln)):
             if value not in ("auto", "torch"):
@@ -52,9 +52,11 @@ def kernels_wanted(settings: Mapping[str, Any], device: str) -> dict[str, str]:
         return {"tri_attention": "torch", "tri_multiplicative": "torch", "layernorm": "torch",
                 "kernels_reason": "a CPU: torch everywhere (LAYERNORM_TYPE=torch)"}
     notes = []
+    cueq_error = cuequivariance_error() if "auto" in (att, mul) or "cuequivariance" in (att, mul) else None
+    cueq = cueq_error is None
     if att == "auto":
         att = "cuequivariance" if cueq else "torch"
-        notes.append(f"tri_attention auto: {att}" + ("" if cueq else " (cuequivariance-torch does not import)"))
+        notes.append(f"tri_attention auto: {att}" + ("" if cueq else f" ({cueq_error})"))
     if mul == "auto":
         mul = "cuequivariance" if cueq else "torch"
         notes.append(f"tri_multiplicative auto: {mul}")
@@ -62,8 +64,8 @@ def kernels_wanted(settings: Mapping[str, Any], device: str) -> dict[str, str]:
         ln = "fast" if _nvcc() else "torch"
         notes.append(f"layernorm auto: {ln}" + ("" if ln == "fast" else " (no nvcc to build the extension)"))
     if "cuequivariance" in (att, mul) and not cueq:
-        raise BuildError("cuequivariance kernels need cuequivariance-torch and cuequivariance-ops-torch-cu12/cu13 "
-                         "(pip install cuequivariance-torch cuequivariance-ops-torch-cu13)")
+        raise BuildError(f"cuequivariance kernels do not load: {cueq_error}; fix: pip install cuequivariance-torch "
+                         "cuequivariance-ops-torch-cu13 (cu12 for a CUDA 12 torch) and their dependencies")
     if att == "triattention" and not _importable("triton"):
         raise BuildError("tri_attention=triattention needs triton (pip install triton)")
     if att == "deepspeed" and not (_importable("deepspeed") and os.environ.get("CUTLASS_PATH")):
