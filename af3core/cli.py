@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     b.add_argument("--no-plot", action="store_true", help="do not write plots at the end")
 
-    pl = sub.add_parser("plot", help="write PNG plots of a finished run")
-    pl.add_argument("dir", type=Path)
+    pl = sub.add_parser("plot", help="write PNG plots of a finished run, or of several runs together (--out)")
+    pl.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="results folder(s) of af3 bench")
+    pl.add_argument("--out", type=Path, help="where the plots of several runs go (default: the one RUN)")
 
     c = sub.add_parser("compare", help="two runs (or two settings of one run) case by case, with a verdict; "
                                        "exit 1 when something got slower")
@@ -323,9 +324,12 @@ def _plot(out_dir: Path) -> None:
 def cmd_plot(args) -> int:
     from af3core.plot import plot_run
 
-    written = plot_run(args.dir)
+    if len(args.runs) > 1 and args.out is None:
+        raise UsageError("several runs are plotted together into --out DIR: name it")
+    out = args.out or args.runs[0]
+    written = plot_run(out, args.runs)
     if not written:
-        print(f"{args.dir}: no successful cases to plot", file=sys.stderr)
+        print(f"{', '.join(map(str, args.runs))}: no successful cases to plot", file=sys.stderr)
         return EXIT_FAILED
     for path in written:
         print(f"plot: {path}")

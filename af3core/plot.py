@@ -1,5 +1,6 @@
-"""PNG plots of a run: median time and peak memory against sequence length, one line per plugin
-and setting. Reads only summary.csv, so any finished (or interrupted) run can be plotted."""
+"""PNG plots of a run, or of several side by side (one engine per run, say): median time and peak
+memory against sequence length, one line per plugin and setting. Reads only summary.csv, so any
+finished (or interrupted) run can be plotted."""
 from __future__ import annotations
 
 import csv
@@ -36,25 +37,34 @@ def _settings(row: dict[str, str]) -> dict:
 
 def labeller(rows: list[dict[str, str]]):
     """A function row -> legend label naming only what tells the lines apart: the plugin, mode and
-    preset where they differ, and the settings whose values differ between the rows."""
-    keys = {k for r in rows for k in _settings(r)}
-    varying = sorted(k for k in keys if len({json.dumps(_settings(r).get(k), default=str) for r in rows}) > 1)
+    preset where they differ, and the settings whose values differ between the rows of one plugin
+    (engines name their settings differently: one that only some plugins have is no difference)."""
+    by_plugin: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_plugin[r.get("plugin") or ""].append(_settings(r))
+    varying = {plugin: sorted(k for k in {k for s in sets for k in s}
+                              if len({json.dumps(s.get(k), default=str) for s in sets}) > 1)
+               for plugin, sets in by_plugin.items()}
     fields = [f for f in ("plugin", "mode", "preset") if len({r.get(f) for r in rows}) > 1]
 
     def label(row: dict[str, str]) -> str:
         settings = _settings(row)
-        parts = [str(row.get(f) or "") for f in fields] + [f"{k}={settings.get(k)}" for k in varying if k in settings]
+        parts = [str(row.get(f) or "") for f in fields] + [
+            f"{k}={settings.get(k)}" for k in varying[row.get("plugin") or ""] if k in settings]
         return " ".join(p for p in parts if p) or f"{row['plugin']} {row['mode']}"
 
     return label
 
 
 def _title(rows: list[dict[str, str]], what: str) -> str:
-    """What, on which device, from which commit and date (the run id is the folder's timestamp)."""
-    first = rows[0]
-    device = first.get("gpu_name") or first.get("cpu_model") or first.get("device") or ""
-    commit = first.get("af3bench_commit") or ""
-    return f"{what}: {device} (af3-bench {commit}, run {first.get('run_id', '')})"
+    """What, on which device(s), from which commit(s) and run(s) (a run id is its folder's timestamp)."""
+    def joined(*fields: str) -> str:
+        seen = dict.fromkeys(next((r.get(f) for f in fields if r.get(f)), "") for r in rows)
+        return ", ".join(v for v in seen if v)
+
+    runs = {r.get("run_id", "") for r in rows}
+    run = f"run {rows[0].get('run_id', '')}" if len(runs) == 1 else f"{len(runs)} runs"
+    return f"{what}: {joined('gpu_name', 'cpu_model', 'device')} (af3-bench {joined('af3bench_commit')}, {run})"
 
 
 def _errorbars(points, column_mid: str) -> tuple[list, list, list, list]:
@@ -71,19 +81,25 @@ def _errorbars(points, column_mid: str) -> tuple[list, list, list, list]:
     return xs, ys, lo, hi
 
 
-def plot_run(out_dir: Path) -> list[Path]:
-    """Write the plots of the successful cases of the run in ``out_dir``; returns the files written
-    (none when no case succeeded). UsageError when ``out_dir`` is not a results folder."""
-    if not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: not a folder (give the results folder of an af3 bench run)")
+def _ok_rows(run_dir: Path) -> list[dict[str, str]]:
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: not a folder (give the results folder of an af3 bench run)")
     try:
-        rows = [r for r in read_summary(out_dir) if r.get("status") == "ok" and _number(r.get("seq_len"))]
+        return [r for r in read_summary(run_dir) if r.get("status") == "ok" and _number(r.get("seq_len"))]
     except FileNotFoundError:
-        raise UsageError(f"{out_dir}: no {SUMMARY_FILE} here (is this an af3 bench output folder?)") from None
+        raise UsageError(f"{run_dir}: no {SUMMARY_FILE} here (is this an af3 bench output folder?)") from None
     except (OSError, UnicodeError, csv.Error) as exc:
-        raise UsageError(f"{out_dir / SUMMARY_FILE}: cannot be read ({exc})") from None
+        raise UsageError(f"{run_dir / SUMMARY_FILE}: cannot be read ({exc})") from None
+
+
+def plot_run(out_dir: Path, runs: list[Path] | None = None) -> list[Path]:
+    """Write the plots of the successful cases of the run in ``out_dir`` (or of ``runs`` together,
+    into ``out_dir``); returns the files written (none when no case succeeded). UsageError when a
+    run is not a results folder."""
+    rows = [r for run_dir in (runs or [out_dir]) for r in _ok_rows(run_dir)]
     if not rows:
         return []
+    out_dir.mkdir(parents=True, exist_ok=True)
     import matplotlib
 
     matplotlib.use("Agg")

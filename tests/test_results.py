@@ -55,6 +55,21 @@ def test_plot_command_rewrites_plots(af3, tmp_path):
     assert proc.returncode == 0 and (out / "time_vs_seq_len.png").exists()
 
 
+def test_several_runs_plot_together_into_out(af3, tmp_path):
+    runs = []
+    for work in ("1", "3"):
+        runs.append(tmp_path / f"run-{work}")
+        af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16", "--passes", "1",
+                "--set", f"work_ms={work}", "--out", str(runs[-1]), "--no-plot")
+    proc = af3.run("plot", *map(str, runs))
+    assert proc.returncode == 2 and "--out" in proc.stderr and "Traceback" not in proc.stderr
+    together = tmp_path / "together"
+    proc = af3.run("plot", *map(str, runs), "--out", str(together))
+    assert proc.returncode == 0, proc.stderr
+    assert (together / "time_vs_seq_len.png").stat().st_size > 1000 and (together / "memory_vs_seq_len.png").exists()
+    assert not (runs[0] / "time_vs_seq_len.png").exists()
+
+
 def test_ctrl_c_keeps_rows_writes_summary_and_exits_130(af3, tmp_path):
     out = tmp_path / "interrupted"
     proc = af3.popen("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16", "--passes", "500",
@@ -151,3 +166,8 @@ def test_plot_legends_name_only_the_settings_that_differ():
     label = labeller(rows)
     assert [label(r) for r in rows] == ["dtype=bf16 impl=torch", "dtype=bf16 impl=fused", "dtype=fp32 impl=fused"]
     assert labeller(rows[:1])(rows[0]) == "k fwd"  # one line: nothing differs
+    engines = [{"plugin": "boltz", "mode": "trunk", "preset": "default", "settings": '{"use_kernels": "auto", "dtype": "bf16"}'},
+               {"plugin": "boltz", "mode": "trunk", "preset": "default", "settings": '{"use_kernels": "off", "dtype": "bf16"}'},
+               {"plugin": "ligo", "mode": "trunk", "preset": "paper", "settings": '{"kernels": "af3", "dtype": "bf16"}'}]
+    label = labeller(engines)  # a setting only one engine has is no difference between engines
+    assert [label(r) for r in engines] == ["boltz default use_kernels=auto", "boltz default use_kernels=off", "ligo paper"]
