@@ -66,7 +66,7 @@ SETTINGS = {
     "ln_linear_impl": Setting(DEFAULTS["ln_linear_impl"], "triangle attention's LayerNorm and q/k/v/gate/bias "
                                                           "projection: torch (nn.LayerNorm, F.linear), fused "
                                                           "(af3_kernels ln_linear; needs tri_attn_impl=fused; not "
-                                                          "in kernels=af3 until measured on a GPU)",
+                                                          "in kernels=af3: faster with dtype=bf16, slower in fp32)",
                               LN_LINEAR_IMPLS),
     "kernels": Setting(DEFAULTS["kernels"], "af3: every op with an af3 kernel fused (" + ", ".join(FUSED_OPS) + "); "
                                             "per_op: each *_impl setting decides", KERNELS),
