@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal table")
     c.add_argument("--csv", type=Path, metavar="FILE", help="also write the table to FILE")
 
-    sh = sub.add_parser("show", help="a run as one table: a line per case, the settings that differ as columns")
-    sh.add_argument("dir", type=Path, metavar="RUN")
+    sh = sub.add_parser("show", help="a run as one table: a line per case, the settings that differ as columns; "
+                                     "several runs one after the other, with a run column")
+    sh.add_argument("runs", type=Path, nargs="+", metavar="RUN")
     sh.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal table")
     sh.add_argument("--figures", action="store_true", help="also the runner's own figures (medians: ms_tri_attn, "
                                                            "ms_per_100_residues, floor_ms...)")
@@ -339,7 +340,7 @@ def cmd_plot(args) -> int:
 def cmd_show(args) -> int:
     from af3core.show import print_show
 
-    return print_show(args.dir, args.markdown, args.figures)
+    return print_show(args.runs, args.markdown, args.figures)
 
 
 def cmd_report(args) -> int:

@@ -43,7 +43,7 @@ def _varying(rows: list[dict[str, str]]) -> tuple[list[str], list[str], dict]:
     differs when two cases of one plugin give it different values, or when every case has it and
     not all alike (dtype across engines); a key only some plugins have, constant in each, is no
     column (each plugin has its own settings)."""
-    fields = [f for f in ("plugin", "mode", "preset", "device") if len({r.get(f) for r in rows}) > 1]
+    fields = [f for f in ("run", "plugin", "mode", "preset", "device") if len({r.get(f) for r in rows}) > 1]
     settings = [_settings(r) for r in rows]
     keys = sorted({k for s in settings for k in s})
     values: dict[tuple[str, str], set[str]] = {}
@@ -175,8 +175,20 @@ def environment(rows: list[dict[str, str]], meta: dict) -> list[tuple[str, str]]
     return [(k, v) for k, v in items if v.strip()]
 
 
-def print_show(folder: Path, markdown: bool, figures: bool = False) -> int:
-    rows, _ = load_run(folder)
+def load_runs(folders: list[Path]) -> list[dict[str, str]]:
+    """The rows of one run, or of several one after the other, each then named by its folder in a
+    ``run`` column (engines measured in runs of their own, shown side by side)."""
+    rows = []
+    for folder in folders:
+        for row in load_run(folder)[0]:
+            rows.append({"run": folder.name, **row} if len(folders) > 1 else row)
+    return rows
+
+
+def print_show(folders: Path | list[Path], markdown: bool, figures: bool = False) -> int:
+    folders = [folders] if isinstance(folders, Path) else list(folders)
+    rows = load_runs(folders)
+    folder = folders[0] if len(folders) == 1 else Path(f"{len(folders)} runs")
     if not rows:
         print(f"{folder}: the run has no cases", flush=True)
         return 0

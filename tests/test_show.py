@@ -25,6 +25,19 @@ def test_show_puts_the_settings_that_differ_in_columns(af3):
     assert "checksum" in with_figures and "checksum" not in lines[0]  # the test runner's own figure
 
 
+def test_several_runs_show_one_after_the_other_with_a_run_column(af3):
+    fast, slow = _run(af3, "fast", "--set", "work_ms=1"), _run(af3, "slow", "--set", "work_ms=3")
+    proc = af3.run("show", str(fast), str(slow), "--markdown")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:3] == ["run", "seq_len", "work_ms"]
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert [(b[0], b[2]) for b in body] == [("fast", "1.0"), ("fast", "1.0"), ("slow", "3.0"), ("slow", "3.0")]
+    missing = af3.run("show", str(fast), str(af3.cwd / "nowhere"))
+    assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_report_holds_environment_table_warnings_and_plots(af3):
     run = _run(af3, "faulty", "--sweep", "fault=none,raise", "--set", "fault_pass=2")
     proc = af3.run("report", str(run))
