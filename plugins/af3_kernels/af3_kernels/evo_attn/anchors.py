@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from af3core import CaseError
+from af3core import CaseError, cuequivariance_error
 
 from af3_kernels.evo_attn.reference import mask_rows_view, rows_view
 from af3_kernels.kernel import Implementation, Inputs
@@ -142,11 +142,11 @@ def trifast(canon: Inputs, variant: str) -> tuple[Implementation, Callable]:
 
 
 def cueq(canon: Inputs, variant: str) -> tuple[Implementation, Callable]:
-    try:
-        cuet = importlib.import_module("cuequivariance_torch")
-    except ImportError as exc:
-        raise CaseError(f"impl=cueq: cannot import cuequivariance_torch ({exc}); fix: pip install "
-                        "cuequivariance-torch cuequivariance-ops-torch-cu13") from None
+    error = cuequivariance_error()
+    if error:
+        raise CaseError(f"impl=cueq: cuEquivariance does not load: {error}; fix: pip install "
+                        "'af3-kernels[anchors]' (cuEquivariance with its dependencies, platformdirs among them)")
+    cuet = importlib.import_module("cuequivariance_torch")
     q, k, v, bias, g, keep, (qv, kv, vv, gv, dv) = _split(canon, variant)
     B, R, L, H, D = qv.shape
     scale = D ** -0.5

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from af3core import CaseError
+from af3core import CaseError, cuequivariance_error
 
 from af3_kernels import floors
 from af3_kernels.kernel import Implementation, Inputs, KernelCase, gemm_precision, resolve_variant
@@ -48,12 +48,12 @@ def _cueq(p: TriMulParams, variant: str, facts: dict) -> Implementation:
     this module's parameters in its layout: the input projection and gate of a and b stacked
     ([a; b], as it splits its 2h outputs into halves a then b), the output LayerNorm, projection
     and gate as they are. It needs the hidden width equal to c (AF3's 128 and 128)."""
-    try:
-        import cuequivariance_torch as cuet
-        from importlib.metadata import version
-    except Exception as exc:  # noqa: BLE001 - not installed, or built for another CUDA
-        raise CaseError(f"impl=cueq: cannot import cuequivariance_torch ({exc}); fix: pip install "
-                        "'af3-kernels[anchors]' (cuequivariance-torch and cuequivariance-ops-torch-cu13)") from None
+    error = cuequivariance_error()  # not installed, built for another CUDA, or its Triton kernels left out
+    if error:
+        raise CaseError(f"impl=cueq: cuEquivariance does not load: {error}; fix: pip install "
+                        "'af3-kernels[anchors]' (cuEquivariance with its dependencies, platformdirs among them)")
+    import cuequivariance_torch as cuet
+    from importlib.metadata import version
     if p.h != p.c:
         raise CaseError(f"impl=cueq needs tri_hidden equal to pair_dim (its projections are square), got "
                         f"{p.h} and {p.c}")
