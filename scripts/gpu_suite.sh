@@ -10,8 +10,8 @@
 # AF3_SUITE_FILTER (an extended regex on the case names) runs part of the lists, so one suite can be
 # split over calls that each fit a time limit. AF3_DEADLINE_S (seconds from the start) stops a case
 # still running then and skips the rest, so that the table still comes back from a call with a limit.
-# AF3_WHEELS names the folder of carried wheels (default .whl); AF3_TEST_PATHS what the tests step runs
-# (default: tests plugins).
+# AF3_WHEELS names the folder of carried wheels (default .whl, bundles in it included); AF3_TEST_PATHS
+# what the tests step runs (default: tests plugins). The step "install" installs and runs nothing.
 # Needs python3 with torch, triton and jax (CUDA); the wheels of scripts/gpu_wheels.txt in .whl/
 # (scripts/build_gpu_wheels.sh downloads them); the engine sources in third_party/. Writes under $OUT
 # (default ./gpu_out): results.tar.gz (every results folder and log, refreshed after each step) and
@@ -33,10 +33,13 @@ archive() { tar -czf "$OUT/results.tar.gz" -C "$(dirname "$RUNS")" "$(basename "
 
 # Carried wheels once per machine, then this tree's four distributions every time (real dist-info,
 # so entry points work; a warm machine must not keep an older copy of the tree).
+# Every wheel under $WHEELS, bundles included (.whl/call-N of build_gpu_wheels.sh --bundles: those
+# carried by earlier calls stay on a warm machine, so the last call has them all).
 WHEELS=${AF3_WHEELS:-.whl}
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  log "install $WHEELS/"
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$WHEELS"/*.whl || exit 1
+mapfile -t wheels < <(find "$WHEELS" -name '*.whl' 2>/dev/null | sort)
+if (( ${#wheels[@]} )); then
+  log "install ${#wheels[@]} wheels under $WHEELS/"
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "${wheels[@]}" || exit 1
 fi
 log "install af3-bench and its plugins"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --upgrade --target "$SITE" \
@@ -62,6 +65,7 @@ run_list() {  # a file of "NAME: ARGS" lines
 
 for step in $STEPS; do
   case $step in
+    install) ;;
     tests)
       log "pytest on the GPU"
       timeout "${AF3_TEST_TIMEOUT:-900}" python3 -m pytest -q -rs -p no:cacheprovider -n "${AF3_TEST_WORKERS:-8}" \
