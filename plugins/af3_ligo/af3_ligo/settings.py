@@ -20,7 +20,7 @@ from af3_ligo import source
 
 MSA_IMPLS = ("torch", "seed", "fused")
 TRI_ATTN_IMPLS = ("torch", "fused")
-TRI_MUL_IMPLS = ("torch", "fused")
+TRI_MUL_IMPLS = ("torch", "fused", "cueq")
 TRANSITION_IMPLS = ("torch", "fused")
 LN_LINEAR_IMPLS = ("torch", "fused")
 KERNELS = ("per_op", "af3")
@@ -57,7 +57,8 @@ SETTINGS = {
     "tri_attn_impl": Setting(DEFAULTS["tri_attn_impl"], "triangle attention (start and end node): torch (the repo's "
                                            "module), fused (af3_kernels evo_attn)", TRI_ATTN_IMPLS),
     "tri_mul_impl": Setting(DEFAULTS["tri_mul_impl"], "triangle multiplicative update (outgoing and incoming): "
-                                                      "torch (the repo's module), fused (af3_kernels tri_mul)",
+                                                      "torch (the repo's module), fused (af3_kernels tri_mul), "
+                                                      "cueq (cuEquivariance's fused update; a CUDA GPU)",
                             TRI_MUL_IMPLS),
     "transition_impl": Setting(DEFAULTS["transition_impl"], "Transition (LayerNorm, SwiGLU, linear): torch (the repo's "
                                                             "module), fused (af3_kernels transition; "
@@ -130,6 +131,8 @@ def device_error(device_type: str, impls: Mapping[str, str], dtype: str) -> str 
                     "use msa_impl=torch (or fused with TRITON_INTERPRET=1) on a CPU")
         if dtype != "fp32":
             return "msa_impl=seed runs in fp32 only: use dtype=fp32 or msa_impl=torch|fused"
+    if impls["tri_mul_impl"] == "cueq" and device_type != "cuda":
+        return "tri_mul_impl=cueq runs cuEquivariance's CUDA kernels: it needs a CUDA GPU"
     fused = [name for name in FUSED_OPS if impls[name] == "fused"]
     if fused and device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         return (f"{'/'.join(fused)}=fused on a CPU runs af3 Triton kernels in Triton's interpreter: "

@@ -9,6 +9,10 @@ one place that picks one.
   five input-side projections, a Triton kernel for the gating that writes the contraction's
   channel-major operands, the contraction as one batched GEMM, a Triton kernel for LayerNorm, output
   projection and gate). Forward only: the engine's inference passes run under no_grad.
+- ``cueq``: the same parameters through cuEquivariance's fused update
+  (``af3_kernels.tri_mul.cueq``, the public kernel ``tri_mul`` is compared with), its input
+  projections stacked once at install; it needs the hidden width equal to the pair width (the
+  paper's 128 and 128) and a CUDA GPU.
 
 :func:`install` rebinds ``forward`` on each instance after construction (parameters, names and state
 dict stay the repo's); nothing is patched at module level. The repo's ``inplace_safe`` path (an
@@ -23,7 +27,7 @@ from torch import nn
 
 from af3_ligo import kernels
 
-IMPLS = ("torch", "fused")
+IMPLS = ("torch", "fused", "cueq")
 
 
 def params_of(module: nn.Module, params_cls):
@@ -56,12 +60,43 @@ def _fused_forward(self, z, mask=None, inplace_safe=False, _add_with_inplace=Fal
     return update
 
 
+def _cueq_forward(self, z, mask=None, inplace_safe=False, _add_with_inplace=False, _inplace_chunk_size=256):
+    """``forward`` of the repo's triangle multiplicative update through cuEquivariance."""
+    lead, (n_i, n_j, c) = z.shape[:-3], z.shape[-3:]
+    update = self._af3_cueq(z.reshape(-1, n_i, n_j, c), None if mask is None else mask.reshape(-1, n_i, n_j),
+                            self._af3_cueq_weights, "outgoing" if self._outgoing else "incoming")
+    update = update.reshape(*lead, n_i, n_j, c)
+    if inplace_safe and _add_with_inplace:
+        return z.add_(update)
+    return update
+
+
+def _install_cueq(model: nn.Module, base: type, facts: dict) -> dict:
+    load, weights, fn, unavailable = kernels.load("tri_mul_impl", "af3_kernels.tri_mul.cueq", "load", "weights",
+                                                  "tri_mul_cueq", "CueqUnavailable")
+    (params_cls,) = kernels.load("tri_mul_impl", "af3_kernels.tri_mul.reference", "TriMulParams")
+    count = 0
+    for module in model.modules():
+        if isinstance(module, base):
+            params = params_of(module, params_cls)
+            try:
+                facts["cuequivariance_torch"] = load(int(module.c_hidden), int(params.ln_in_w.shape[0]))
+            except unavailable as exc:
+                raise kernels.FusedUnavailable(f"tri_mul_impl=cueq: {exc}") from None
+            kernels.rebind(module, _cueq_forward, _af3_cueq=fn, _af3_cueq_weights=weights(params))
+            count += 1
+    facts["tri_mul_modules_swapped"] = count
+    return facts
+
+
 def install(model: nn.Module, impl: str, precision: str) -> dict:
     """Make every triangle multiplicative update of ``model`` use ``impl``; return facts for the row."""
     if impl not in IMPLS:
         raise ValueError(f"tri_mul_impl must be one of {IMPLS}, not {impl!r}")
     base = sys.modules["src.models.components.triangular_multiplicative_update"].BaseTriangleMultiplicativeUpdate
     facts: dict = {"tri_mul_impl": impl}
+    if impl == "cueq":
+        return _install_cueq(model, base, facts)
     fn = params_cls = None
     if impl == "fused":
         (fn,) = kernels.load("tri_mul_impl", "af3_kernels.tri_mul.function", "tri_mul")

@@ -252,3 +252,21 @@ def test_a_worker_and_in_process_run_the_same_case(tmp_path):
     assert worker[0]["info"]["engine_source_version"] == SRC.version and worker[0]["info"]["pairformer_blocks"] == 1
     assert worker[0]["worker_pid"] != inproc[0]["worker_pid"]
 
+
+
+@pytest.mark.skipif(importlib.util.find_spec("af3_kernels") is None,
+                    reason="af3-kernels is not installed (pip install -e plugins/af3_kernels)")
+def test_cuequivariance_triangle_multiplication_refuses_what_cannot_run(monkeypatch):
+    """tri_mul_impl=cueq on a model: where cuEquivariance does not load, every module is left as it
+    is and the error says why, with the fix (the GPU test compares its outputs when it loads)."""
+    from af3_ligo import kernels, tri_mul
+
+    runner = LigoRunner(small_case("trunk", cycles=1))
+    runner.setup()
+    forwards = [m.forward for m in runner.model.modules() if type(m).__name__.startswith("TriangleMultiplicat")]
+    monkeypatch.setattr("af3_kernels.tri_mul.cueq.cuequivariance_error", lambda: "cuequivariance-torch is not installed")
+    with pytest.raises(kernels.FusedUnavailable, match="tri_mul_impl=cueq: cuEquivariance does not load: "
+                                                       "cuequivariance-torch is not installed; fix: pip install"):
+        tri_mul.install(runner.model, "cueq", "ieee")
+    assert forwards and forwards == [m.forward for m in runner.model.modules()
+                                     if type(m).__name__.startswith("TriangleMultiplicat")]

@@ -136,6 +136,15 @@ def test_fused_on_a_cpu_needs_the_triton_interpreter(monkeypatch, fused):
     assert validate({**DEFAULTS, **fused}, "cpu") == []
 
 
+def test_cuequivariance_triangle_multiplication_needs_a_cuda_gpu(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # no interpreter runs cuEquivariance's CUDA kernels
+    (err,) = validate({**DEFAULTS, "tri_mul_impl": "cueq"}, "cpu")
+    assert "tri_mul_impl=cueq" in err and "CUDA GPU" in err
+    assert validate({**DEFAULTS, "tri_mul_impl": "cueq", "tri_attn_impl": "fused"}, "cuda") == []
+    (err,) = validate({**DEFAULTS, "kernels": "af3", "tri_mul_impl": "cueq"}, "cuda")
+    assert "tri_mul_impl=cueq" in err and "kernels=af3" in err
+
+
 def test_kernels_af3_fuses_every_op_and_refuses_a_contrary_choice():
     assert op_impls({**DEFAULTS, "kernels": "af3"}) == dict.fromkeys(
         ("msa_impl", "tri_attn_impl", "tri_mul_impl", "transition_impl"), "fused")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from af3core import CaseError, cuequivariance_error
+from af3core import CaseError
 
 from af3_kernels import floors
 from af3_kernels.kernel import Implementation, Inputs, KernelCase, gemm_precision, resolve_variant
@@ -44,30 +44,17 @@ def tri_mul_floor(direction: str, B: int, N: int, c: int, h: int, dtype: str, pr
 
 
 def _cueq(p: TriMulParams, variant: str, facts: dict) -> Implementation:
-    """cuEquivariance's fused update (``cuequivariance_torch.triangle_multiplicative_update``), fed
-    this module's parameters in its layout: the input projection and gate of a and b stacked
-    ([a; b], as it splits its 2h outputs into halves a then b), the output LayerNorm, projection
-    and gate as they are. It needs the hidden width equal to c (AF3's 128 and 128)."""
-    error = cuequivariance_error()  # not installed, built for another CUDA, or its Triton kernels left out
-    if error:
-        raise CaseError(f"impl=cueq: cuEquivariance does not load: {error}; fix: pip install "
-                        "'af3-kernels[anchors]' (cuEquivariance with its dependencies, platformdirs among them)")
-    import cuequivariance_torch as cuet
-    from importlib.metadata import version
-    if p.h != p.c:
-        raise CaseError(f"impl=cueq needs tri_hidden equal to pair_dim (its projections are square), got "
-                        f"{p.h} and {p.c}")
-    p_in_w, p_in_b = torch.cat([p.a_p_w, p.b_p_w]), torch.cat([p.a_p_b, p.b_p_b])
-    g_in_w, g_in_b = torch.cat([p.a_g_w, p.b_g_w]), torch.cat([p.a_g_b, p.b_g_b])
+    """cuEquivariance's fused update (:mod:`af3_kernels.tri_mul.cueq`) with this case's parameters."""
+    from af3_kernels.tri_mul import cueq
 
-    def fn(z, mask):
-        return cuet.triangle_multiplicative_update(
-            z, direction=variant, mask=mask, norm_in_weight=p.ln_in_w, norm_in_bias=p.ln_in_b,
-            p_in_weight=p_in_w, p_in_bias=p_in_b, g_in_weight=g_in_w, g_in_bias=g_in_b,
-            norm_out_weight=p.ln_out_w, norm_out_bias=p.ln_out_b, p_out_weight=p.z_w, p_out_bias=p.z_b,
-            g_out_weight=p.g_w, g_out_bias=p.g_b, eps=p.eps_in)
-
-    return Implementation(fn, {**facts, "cuequivariance_torch": version("cuequivariance-torch")})
+    try:
+        version = cueq.load(p.h, p.c)
+    except cueq.CueqUnavailable as exc:
+        raise CaseError(f"impl=cueq: {exc}") from None
+    # stacked once for a forward; per call where gradients must reach the parameters through the stacking
+    stacked = None if any(t.requires_grad for t in p.tensors()) else cueq.weights(p)
+    return Implementation(lambda z, mask: cueq.tri_mul_cueq(z, mask, stacked or cueq.weights(p), variant),
+                          {**facts, "cuequivariance_torch": version})
 
 
 class TriMulCase(KernelCase):
