@@ -130,8 +130,9 @@ FP32_PTRS = ("x_ptr", "lnw_ptr", "lnb_ptr", "mean_ptr", "rstd_ptr", "dlnw_part_p
 out = {}
 for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
     for k in (128, 384, 512):
-        bm, bn, warps, stages = function._config(k, dtype)
-        for fn in (kernels._fwd, kernels._bwd_dx, kernels._bwd_dw):
+        bm, bn, warps = function._config(k, dtype)
+        for fn, stages in ((kernels._fwd, function.FWD_STAGES), (kernels._bwd_dx, function.BWD_STAGES),
+                           (kernels._bwd_dw, function.BWD_STAGES)):
             const = {key: v for key, v in dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=function._block(k),
                      IN_PREC="ieee", INTERP=False, HAS_BIAS=True,
                      SAVE_STATS=True).items() if key in fn.arg_names}

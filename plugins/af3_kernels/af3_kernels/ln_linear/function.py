@@ -32,14 +32,18 @@ def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def _config(K: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages): the row tile holds all K channels, so wide rows get
-    fewer of them. Two stages, not Triton's default three: the fp32 backward of a 384- or 512-wide row
-    asks three stages for 272 KiB of shared memory, more than a Hopper SM has (227 KiB)."""
+#: Pipeline stages of the forward (Triton's default on a GPU) and of the two backward kernels: with
+#: three, the fp32 backward of a 384- or 512-wide row asks 272 KiB of shared memory, more than a
+#: Hopper SM has (227 KiB).
+FWD_STAGES, BWD_STAGES = 3, 2
+
+
+def _config(K: int, dtype: torch.dtype) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps): the row tile holds all K channels, so wide rows get fewer of them."""
     if _interpreting():
-        return 16, 16, 1, 1
+        return 16, 16, 1
     wide = K > 128 or dtype == torch.float32
-    return (32 if wide else 64), 64, 8 if wide else 4, 2
+    return (32 if wide else 64), 64, 8 if wide else 4
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -62,11 +66,11 @@ class LnLinearFunction(torch.autograd.Function):
         out = torch.empty((M, N), device=x.device, dtype=dtype)
         mean = torch.empty(M, device=x.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
-        bm, bn, warps, stages = _config(K, dtype)
+        bm, bn, warps = _config(K, dtype)
         kernels._fwd[(triton.cdiv(M, bm), triton.cdiv(N, bn))](
             rows, ln_w, ln_b, wc, b if b is not None else wc, out, mean, rstd, M, N, K, eps,
             HAS_BIAS=b is not None, SAVE_STATS=True, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=_block(K),
-            IN_PREC=_prec(precision, dtype), INTERP=_interpreting(), num_warps=warps, num_stages=stages)
+            IN_PREC=_prec(precision, dtype), INTERP=_interpreting(), num_warps=warps, num_stages=FWD_STAGES)
         ctx.save_for_backward(rows, ln_w, ln_b, wc, mean, rstd)
         ctx.meta = (x.shape, x.dtype, w.dtype, b is not None, precision, dtype)
         return out.reshape(*x.shape[:-1], N)
@@ -78,7 +82,7 @@ class LnLinearFunction(torch.autograd.Function):
         M, K = rows.shape
         N = wc.shape[0]
         dout = dout.reshape(M, N).to(dtype).contiguous()
-        bm, bn, warps, stages = _config(K, dtype)
+        bm, bn, warps = _config(K, dtype)
         prec, interp = _prec(precision, dtype), _interpreting()
         gm = triton.cdiv(M, bm)
         dx = torch.empty((M, K), device=rows.device, dtype=x_dtype)
@@ -86,7 +90,7 @@ class LnLinearFunction(torch.autograd.Function):
         dlnb_part = torch.empty_like(dlnw_part)
         kernels._bwd_dx[(gm,)](rows, ln_w, wc, dout, mean, rstd, dx, dlnw_part, dlnb_part, M, N, K,
                                BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=_block(K), IN_PREC=prec, INTERP=interp,
-                               num_warps=warps, num_stages=stages)
+                               num_warps=warps, num_stages=BWD_STAGES)
         # the rows split so that the column blocks times the splits fill the GPU about twice
         gn = triton.cdiv(N, bn)
         # (two in the interpreter, so that the CPU tests cover the split reduction)
@@ -98,7 +102,7 @@ class LnLinearFunction(torch.autograd.Function):
         db_part = torch.empty((splits, N), device=rows.device, dtype=torch.float32)
         kernels._bwd_dw[(gn, splits)](rows, ln_w, ln_b, dout, mean, rstd, dw_part, db_part, M, N, K, per_split,
                                       BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=_block(K), IN_PREC=prec, INTERP=interp,
-                                      num_warps=warps, num_stages=stages)
+                                      num_warps=warps, num_stages=BWD_STAGES)
         dw = dw_part.sum(0).to(w_dtype)
         db = db_part.sum(0).to(w_dtype) if has_bias else None
         return (dx.reshape(x_shape), dlnw_part.sum(0).to(ln_w.dtype), dlnb_part.sum(0).to(ln_b.dtype), dw, db,
