@@ -103,22 +103,39 @@ def plot_run(out_dir: Path, runs: list[Path] | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
+
+    # engines' tokens and kernels' R are not one axis: a run of both gets a pair of plots per kind
+    kinds: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        kinds[row.get("plugin_kind") or ""].append(row)
+    written = []
+    for kind, kind_rows in kinds.items():
+        suffix = f"_{kind}" if len(kinds) > 1 and kind else ""
+        _plot_kind(kind_rows, _AXES.get(kind, _AXES[""]), out_dir, suffix, written)
+    return written
+
+
+#: The x axis per plugin kind ("" when a summary has no kind: older runs)
+_AXES = {"engine": "sequence length (tokens; residues for protein-only engines)",
+         "kernel": "R (the kernel's --seq-len)", "": "sequence length (tokens; R for kernels)"}
+
+
+def _plot_kind(rows: list[dict[str, str]], xlabel: str, out_dir: Path, suffix: str, written: list[Path]) -> None:
     import matplotlib.pyplot as plt
 
     label = labeller(rows)
     series: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         series[label(row)].append(row)
-    written = []
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for name, points in series.items():
         xs, ys, lo, hi = _errorbars(points, "median_ms")
         if xs:
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=name)
-    ax.set(xlabel="sequence length (tokens; R for kernels)", ylabel="median time per pass (ms); bars: min to max",
+    ax.set(xlabel=xlabel, ylabel="median time per pass (ms); bars: min to max",
            title=_title(rows, "Median pass time"), yscale="log")
-    _finish(fig, ax, out_dir / TIME_PLOT, written)
+    _finish(fig, ax, out_dir / TIME_PLOT.replace(".png", f"{suffix}.png"), written)
 
     column, description = next(((c, d) for c, d in MEMORY_SOURCES if any(_number(r.get(c)) for r in rows)),
                                MEMORY_SOURCES[-1])
@@ -127,11 +144,9 @@ def plot_run(out_dir: Path, runs: list[Path] | None = None) -> list[Path]:
         xy = sorted((int(float(p["seq_len"])), _number(p.get(column)) / 2**30) for p in points if _number(p.get(column)))
         if xy:
             ax.plot(*zip(*xy), marker="o", label=name)
-    ax.set(xlabel="sequence length (tokens; R for kernels)", ylabel=f"{description} (GiB)",
-           title=_title(rows, "Peak memory"))
+    ax.set(xlabel=xlabel, ylabel=f"{description} (GiB)", title=_title(rows, "Peak memory"))
     ax.set_ylim(bottom=0)
-    _finish(fig, ax, out_dir / MEMORY_PLOT, written)
-    return written
+    _finish(fig, ax, out_dir / MEMORY_PLOT.replace(".png", f"{suffix}.png"), written)
 
 
 def _finish(fig, ax, path: Path, written: list[Path]) -> None:

@@ -217,7 +217,8 @@ def write_report(folder: Path, as_html: bool) -> Path:
     header, cells = table(rows, figures=True) if rows else ([], [])
     env = environment(rows, meta)
     warn = warnings(rows)
-    plots = [p for p in (folder / TIME_PLOT, folder / MEMORY_PLOT) if p.is_file()]
+    # one pair, or a pair per plugin kind (time_vs_seq_len_engine.png...) in a run of engines and kernels
+    plots = [p for name in (TIME_PLOT, MEMORY_PLOT) for p in sorted(folder.glob(name.replace(".png", "*.png")))]
     path = folder / ("report.html" if as_html else "report.md")
     if as_html:
         esc = html.escape

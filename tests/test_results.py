@@ -55,6 +55,28 @@ def test_plot_command_rewrites_plots(af3, tmp_path):
     assert proc.returncode == 0 and (out / "time_vs_seq_len.png").exists()
 
 
+def test_engines_and_kernels_get_a_pair_of_plots_each(tmp_path):
+    """Tokens and a kernel's R are not one axis: a run of both kinds plots each kind apart."""
+    import csv
+
+    from af3core.plot import plot_run
+    from af3core.writers import SUMMARY_FILE
+
+    run = tmp_path / "mixed"
+    run.mkdir()
+    rows = [{"run_id": "r", "plugin": plugin, "plugin_kind": kind, "mode": "m", "preset": "", "seq_len": n,
+             "status": "ok", "settings": "{}", "median_ms": str(n / 10), "min_ms": str(n / 11),
+             "max_ms": str(n / 9), "framework_peak_bytes": str(n * 2**20)}
+            for plugin, kind in (("ligo", "engine"), ("kernels", "kernel")) for n in (128, 256)]
+    with open(run / SUMMARY_FILE, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert sorted(p.name for p in plot_run(run)) == [
+        "memory_vs_seq_len_engine.png", "memory_vs_seq_len_kernel.png",
+        "time_vs_seq_len_engine.png", "time_vs_seq_len_kernel.png"]
+
+
 def test_several_runs_plot_together_into_out(af3, tmp_path):
     runs = []
     for work in ("1", "3"):
