@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 
+import torch
 from torch import nn
 
 from af3_ligo import kernels
@@ -86,6 +87,8 @@ def _install_cueq(model: nn.Module, base: type, facts: dict) -> dict:
             kernels.rebind(module, _cueq_forward, _af3_cueq=fn, _af3_cueq_weights=weights(params))
             count += 1
     facts["tri_mul_modules_swapped"] = count
+    # its fp32 products follow torch's TF32 switch (the repo's matmul precision sets it), not ours
+    facts["tri_mul_precision"] = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
     return facts
 
 
