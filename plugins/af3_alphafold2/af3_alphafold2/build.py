@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, Mapping
 
-from af3core.jaxrun import jax_device
+from af3core.jaxrun import count_haiku_params, jax_device
 from af3core.source import SourceNotFound
 
 from af3_alphafold2 import source as source_mod
@@ -93,7 +93,7 @@ def build(mode: str, residues: int, settings: Mapping[str, Any], device_type: st
         "engine_source": str(src.path),
         "engine_source_origin": src.origin,
         "model_config": model_mod.MODEL_NAME,
-        "n_params": model_mod.count_params(host_params),
+        "n_params": count_haiku_params(host_params),
         "jax_version": jax.__version__,
         "jaxlib_version": jaxlib.__version__,
         "backend": device.platform,

@@ -153,56 +153,10 @@ def init_shapes(mode: str, cfg, batch: Mapping[str, np.ndarray], seed: int = 0):
 
 
 def random_params(mode: str, cfg, batch: Mapping[str, np.ndarray], seed: int = 0):
-    """Random parameters with the shapes ``init`` would create, in seconds.
+    """Random parameters with the shapes ``init`` would create, in seconds
+    (:func:`af3core.jaxrun.random_haiku_params`: N(0, 1/fan_in) weights without the layer-stack
+    axes, layer-norm scales 1, offsets and biases 0, float32); :func:`init_shapes` traces the model
+    without compiling or running it."""
+    from af3core.jaxrun import random_haiku_params
 
-    :func:`init_shapes` traces the model without compiling or running it; the arrays are then
-    filled in numpy. Running Haiku's initialisers would compile a second graph as large as the
-    model, and AlphaFold 2's ``zero_init`` leaves every residual branch's final projection at zero.
-    Here weights are N(0, 1/fan_in) (fan_in without the layer-stack axes), layer-norm scales 1,
-    offsets and biases 0, all in the dtype ``init`` declares (float32).
-    """
-    shapes = init_shapes(mode, cfg, batch, seed)
-    pool = np.random.default_rng(seed).standard_normal((1 << 20) + 7, dtype=np.float32)
-    params: dict[str, dict[str, np.ndarray]] = {}
-    offset = 0
-    for module, leaves in shapes.items():
-        stacked = stack_axes(module)
-        params[module] = {}
-        for name, leaf in leaves.items():
-            shape, dtype = leaf.shape, np.dtype(leaf.dtype)
-            if name == "scale":
-                value = np.ones(shape, dtype)
-            elif name in ("offset", "bias") or name.endswith("_b"):
-                value = np.zeros(shape, dtype)
-            else:
-                value = _tile_pool(pool, offset, int(np.prod(shape))).reshape(shape)
-                value *= np.float32(_fan_in(name, shape[stacked:]) ** -0.5)
-                value = value.astype(dtype, copy=False)
-                offset = (offset + 7919) % pool.size
-            params[module][name] = value
-    return params
-
-
-def _fan_in(name: str, core: tuple[int, ...]) -> int:
-    """Input size of a weight without its layer-stack axes: Linear and attention projections are
-    (in, *out), except attention and outer-product-mean outputs, which contract two axes."""
-    if not core:
-        return 1
-    if name == "output_w" and len(core) >= 3:
-        return int(core[0] * core[1])
-    return int(core[0])
-
-
-def _tile_pool(pool: np.ndarray, start: int, size: int) -> np.ndarray:
-    out = np.empty(size, np.float32)
-    filled = 0
-    while filled < size:
-        k = min(pool.size - start, size - filled)
-        out[filled : filled + k] = pool[start : start + k]
-        filled += k
-        start = 0
-    return out
-
-
-def count_params(params) -> int:
-    return int(sum(np.prod(v.shape) for leaves in params.values() for v in leaves.values()))
+    return random_haiku_params(init_shapes(mode, cfg, batch, seed), seed, stack_axes)

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, Mapping
 
-from af3core.jaxrun import jax_device
+from af3core.jaxrun import count_haiku_params, jax_device
 from af3core.source import SourceNotFound
 
 from af3_deepmind import source as source_mod
@@ -96,7 +96,7 @@ def build(mode: str, tokens: int, settings: Mapping[str, Any], device_type: str)
         "engine_source_version": src.version,
         "engine_source": str(src.path) if src.path is not None else src.origin,
         "engine_source_origin": src.origin,
-        "n_params": model_mod.count_params(host_params),
+        "n_params": count_haiku_params(host_params),
         "param_dtypes": model_mod.dtype_summary(host_params),
         "jax_version": jax.__version__,
         "jaxlib_version": jaxlib.__version__,

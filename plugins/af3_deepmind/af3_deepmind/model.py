@@ -109,16 +109,13 @@ def transformed(mode: str, config):
 
 
 def random_params(transformed_fn, batch: Mapping[str, np.ndarray], seed: int = 0):
-    """Random parameters with the shapes ``init`` would create, in seconds.
-
-    ``jax.eval_shape(init)`` traces the model without compiling or running it; the arrays are then
-    filled in numpy. Running the model's own initialisers would cost a second large compile and
-    leaves many final projections at zero (``final_init='zeros'``), which makes whole residual
-    branches vanish. Here weights are N(0, 1/fan_in), layer-norm scales 1, offsets and biases 0,
-    in the dtype ``init`` declares (bf16 for most weights when ``bf16`` is on): outputs stay
-    finite through 48 blocks and 10 recycles and every branch contributes.
-    """
+    """Random parameters with the shapes ``init`` would create, in seconds
+    (:func:`af3core.jaxrun.random_haiku_params`: N(0, 1/fan_in) weights in the dtype ``init``
+    declares, bf16 for most weights when ``bf16`` is on; layer-norm scales 1, offsets and biases 0).
+    ``jax.eval_shape(init)`` traces the model without compiling or running it."""
     import jax
+
+    from af3core.jaxrun import random_haiku_params
 
     # Initialise on a copy of the batch with one template slot: hk.scan over zero templates
     # creates no parameters, while parameter shapes never depend on the slot count.
@@ -127,57 +124,8 @@ def random_params(transformed_fn, batch: Mapping[str, np.ndarray], seed: int = 0
         for key in ("template_aatype", "template_atom_positions", "template_atom_mask"):
             init_batch[key] = np.zeros((1,) + batch[key].shape[1:], batch[key].dtype)
     shapes = jax.eval_shape(transformed_fn.init, jax.random.PRNGKey(seed), init_batch)
-    pool = _random_pool(seed)
-    params: dict[str, dict[str, np.ndarray]] = {}
-    offset = 0
-    for module, leaves in shapes.items():
-        stacked = module.count("__layer_stack")  # leading axes added by hk.layer_stack
-        params[module] = {}
-        for name, leaf in leaves.items():
-            shape, dtype = leaf.shape, np.dtype(leaf.dtype)
-            if name == "scale":
-                value = np.ones(shape, dtype)
-            elif name in ("offset", "bias") or name.endswith("_b"):
-                value = np.zeros(shape, dtype)
-            else:
-                value = _tile_pool(pool, offset, int(np.prod(shape))).reshape(shape)
-                value *= np.float32(_fan_in(name, shape[stacked:]) ** -0.5)
-                value = value.astype(dtype, copy=False)
-                offset = (offset + 7919) % pool.size
-            params[module][name] = value
-    return params
-
-
-def _random_pool(seed: int) -> np.ndarray:
-    # Drawing 370M normals costs ~10 s on one core; tiling a pool of 2**20 + 7 draws (a length
-    # that never lines up with a tensor's rows) with a shifted start per tensor costs ~1 s.
-    # Parameter statistics are what matter for timing and finiteness, not independence.
-    return np.random.default_rng(seed).standard_normal((1 << 20) + 7, dtype=np.float32)
-
-
-def _fan_in(name: str, core: tuple[int, ...]) -> int:
-    """Input size of a weight without its layer-stack axes: hm.Linear weights are (in, *out),
-    except the outer-product-mean projection, which contracts two 32-channel axes."""
-    if not core:
-        return 1
-    if name == "output_w" and len(core) >= 3:
-        return int(core[0] * core[1])
-    return int(core[0])
-
-
-def _tile_pool(pool: np.ndarray, start: int, size: int) -> np.ndarray:
-    out = np.empty(size, np.float32)
-    filled = 0
-    while filled < size:
-        n = min(pool.size - start, size - filled)
-        out[filled : filled + n] = pool[start : start + n]
-        filled += n
-        start = 0
-    return out
-
-
-def count_params(params) -> int:
-    return int(sum(np.prod(v.shape) for leaves in params.values() for v in leaves.values()))
+    # leading axes added by hk.layer_stack
+    return random_haiku_params(shapes, seed, lambda module: module.count("__layer_stack"))
 
 
 def dtype_summary(params) -> str:
