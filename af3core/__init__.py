@@ -8,7 +8,7 @@ Public surface for plugin authors::
 from af3core.hookspecs import hookimpl
 from af3core.packages import cuequivariance_error, installed_distribution, missing_modules, package_check
 from af3core.plugin import ENGINE, KERNEL, Availability, Plugin, Setting
-from af3core.runner import Case, CaseError, NonFiniteOutput, Runner, is_oom
+from af3core.runner import Case, CaseError, NonFiniteOutput, Runner, is_oom, nonfinite_outputs
 
 __version__ = "0.1.0"
 
@@ -28,5 +28,6 @@ __all__ = [
     "missing_modules",
     "package_check",
     "cuequivariance_error",
+    "nonfinite_outputs",
     "__version__",
 ]

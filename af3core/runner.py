@@ -34,6 +34,15 @@ class NonFiniteOutput(Exception):
     """An engine's output contained NaN or Inf: the pass failed."""
 
 
+def nonfinite_outputs(outputs: Any, keys: Any = None) -> list[str]:
+    """Names of the tensors among ``outputs[keys]`` (default: every key) that hold NaN or Inf, one
+    device reduction each; keys that are absent, and values that are no tensor (anything without
+    ``isfinite``) or empty, are skipped. For a runner's ``step``: ``raise NonFiniteOutput`` with them."""
+    names = list(outputs) if keys is None else [k for k in keys if k in outputs]
+    return [k for k in names if hasattr(outputs[k], "isfinite") and outputs[k].numel()
+            and not bool(outputs[k].isfinite().all())]
+
+
 @dataclass
 class Case:
     plugin: str

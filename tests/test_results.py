@@ -193,3 +193,15 @@ def test_plot_legends_name_only_the_settings_that_differ():
                {"plugin": "ligo", "mode": "trunk", "preset": "paper", "settings": '{"kernels": "af3", "dtype": "bf16"}'}]
     label = labeller(engines)  # a setting only one engine has is no difference between engines
     assert [label(r) for r in engines] == ["boltz default use_kernels=auto", "boltz default use_kernels=off", "ligo paper"]
+
+
+def test_nonfinite_outputs_names_the_tensors_with_nan_or_inf():
+    import torch
+
+    from af3core import nonfinite_outputs
+
+    out = {"s": torch.ones(3), "z": torch.tensor([1.0, float("nan")]), "p": torch.tensor([float("inf")]),
+           "empty": torch.empty(0), "meta": "not a tensor"}
+    assert nonfinite_outputs(out) == ["z", "p"]
+    assert nonfinite_outputs(out, ("p", "s", "absent")) == ["p"]  # the keys asked for, in their order
+    assert nonfinite_outputs(out, ("s", "empty", "meta")) == []

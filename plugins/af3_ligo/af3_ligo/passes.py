@@ -28,7 +28,3 @@ def outputs_of(result: dict[str, torch.Tensor], capture: TrunkCapture | None) ->
         return dict(capture.outputs, distogram_logits=result["distogram_logits"])
     return {k: result[k] for k in ("sampled_positions", "distogram_logits")}
 
-
-def non_finite(outputs: dict[str, torch.Tensor]) -> list[str]:
-    """Names of outputs holding NaN or Inf (one device reduction each)."""
-    return [k for k, t in outputs.items() if t.numel() and not bool(torch.isfinite(t).all())]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from af3core import CaseError, NonFiniteOutput, Runner
+from af3core import CaseError, NonFiniteOutput, Runner, nonfinite_outputs
 
 from af3_ligo import build
 from af3_ligo.settings import DEFAULTS, check_seq_len, device_error, op_impls
@@ -63,7 +63,7 @@ class LigoRunner(Runner):
         result = self._passes.run_pass(self.model, self.batch, self.dtype, self.device)
         self._sync()
         outputs = self._passes.outputs_of(result, self.capture)
-        bad = self._passes.non_finite(outputs) if self.check_finite else []
+        bad = nonfinite_outputs(outputs) if self.check_finite else []
         # Drop the outputs before the next pass so they do not add to its memory peak.
         del result, outputs
         if self.capture is not None:

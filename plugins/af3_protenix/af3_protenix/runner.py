@@ -24,7 +24,7 @@ import random
 import warnings
 from typing import Any
 
-from af3core import CaseError, NonFiniteOutput, Runner
+from af3core import CaseError, NonFiniteOutput, Runner, nonfinite_outputs
 
 from af3_protenix import build
 from af3_protenix.settings import DEFAULTS, validate
@@ -94,10 +94,7 @@ class ProtenixRunner(Runner):
         out = self._forward()
         if self.device == "cuda":
             self._torch.cuda.synchronize()
-        bad = []
-        if self.check_finite:
-            bad = [k for k in CHECKED[self.mode] if k in out and self._torch.is_tensor(out[k])
-                   and not bool(self._torch.isfinite(out[k]).all())]
+        bad = nonfinite_outputs(out, CHECKED[self.mode]) if self.check_finite else []
         del out
         if bad:
             raise NonFiniteOutput(f"non-finite values in {', '.join(bad)}")
