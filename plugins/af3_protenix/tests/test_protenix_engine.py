@@ -30,7 +30,23 @@ needs_entry_point = pytest.mark.skipif(
 TINY = {**DEFAULTS, **SMALL, "msa_rows": 4, "tf32": False}
 
 
-def test_trunk_runs_embedders_msa_and_pairformer_only_and_non_finite_outputs_fail():
+@pytest.fixture
+def protenix_configs(monkeypatch):
+    """Protenix's model config is the installed top-level package ``configs``; Ligo's source, which
+    an earlier test of the same pytest process may have put on sys.path, has a ``configs`` package
+    too and would shadow it. Workers never share a process; this test builds in this one, so it
+    puts Protenix's first for its duration (sys.path and sys.modules come back after)."""
+    from pathlib import Path
+
+    import protenix
+
+    site = str(Path(protenix.__file__).resolve().parent.parent)
+    monkeypatch.setattr(sys, "path", [site] + [p for p in sys.path if p != site])
+    for name in [n for n in sys.modules if n == "configs" or n.startswith("configs.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_trunk_runs_embedders_msa_and_pairformer_only_and_non_finite_outputs_fail(protenix_configs):
     """trunk: s and z of the released widths, finite; the Pairformer runs once per cycle; neither the
     diffusion module nor a head runs. A NaN parameter fails the pass with NonFiniteOutput."""
     from af3_protenix.runner import ProtenixRunner
