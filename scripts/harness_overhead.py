@@ -4,7 +4,10 @@
    harness; overhead = gap between consecutive pass starts minus the pass's own time (frames,
    timing and the host's bookkeeping, which the worker waits on when the pipe fills).
 2. With --cuda: a fixed ~1 ms CUDA workload (one fp32 3072x3072 matmul, TF32 off) timed by the
-   harness and by triton.testing.do_bench in the same session.
+   harness and by triton.testing.do_bench in the same session, and by bare loops in this process
+   that tell apart where a gap comes from: do_bench flushes L2 and queues its repetitions back to
+   back (the GPU never waits for the host); a harness pass is synchronous (launch, then wait), so
+   the GPU starts each pass idle and the pass's wall time includes the launch and the wake-up.
 
     python scripts/harness_overhead.py [--cuda] [--passes N] [--out FILE.json]
 """
@@ -48,6 +51,38 @@ def per_pass_overhead(site: Path, tmp: Path, passes: int) -> dict:
             "step_us_median": statistics.median(r["elapsed_ms"] for r in rows) * 1e3}
 
 
+def bare_loops(mm, reps: int = 300) -> dict:
+    """The same matmul timed three bare ways in this process (medians, ms)."""
+    import time
+
+    import torch
+
+    def events():
+        return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    # Queued back to back without a flush: do_bench's pattern minus its L2 flush.
+    pairs = [events() for _ in range(reps)]
+    for start, end in pairs:
+        start.record()
+        mm()
+        end.record()
+    torch.cuda.synchronize()
+    queued = statistics.median(s.elapsed_time(e) for s, e in pairs)
+    # One synchronous pass at a time, as a harness times a pass: events inside, wall around.
+    start, end = events()
+    synced_events, synced_wall = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        start.record()
+        mm()
+        end.record()
+        torch.cuda.synchronize()
+        synced_wall.append((time.perf_counter() - t0) * 1e3)
+        synced_events.append(start.elapsed_time(end))
+    return {"queued_no_flush_events_ms": queued, "synced_events_ms": statistics.median(synced_events),
+            "synced_wall_ms": statistics.median(synced_wall)}
+
+
 def cuda_vs_do_bench(site: Path, tmp: Path, passes: int) -> dict:
     import torch
     import triton.testing
@@ -63,9 +98,14 @@ def cuda_vs_do_bench(site: Path, tmp: Path, passes: int) -> dict:
     in_worker_events = statistics.median(r["cuda_event_ms"] for r in rows)
     after = triton.testing.do_bench(lambda: torch.mm(a, b), warmup=100, rep=2000, return_mode="median")
     do_bench_ms = statistics.mean([before, after])
+    bare = bare_loops(lambda: torch.mm(a, b))
     return {"workload": f"fp32 mm {MATMUL_N}^3, TF32 off", "harness_median_ms": harness,
-            "do_bench_median_ms": do_bench_ms, "worker_cuda_event_median_ms": in_worker_events, "do_bench_before_after_ms": [before, after],
-            "ratio": harness / do_bench_ms, "gpu": torch.cuda.get_device_name()}
+            "do_bench_median_ms": do_bench_ms, "worker_cuda_event_median_ms": in_worker_events,
+            "do_bench_before_after_ms": [before, after], **bare,
+            "ratio": harness / do_bench_ms,
+            # The harness's own cost: its pass against the same synchronous pass in a bare loop.
+            "ratio_to_synced_wall": harness / bare["synced_wall_ms"],
+            "gpu": torch.cuda.get_device_name()}
 
 
 def main() -> int:
