@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from af3core import __version__, discovery, stopping
+from af3core import __version__, discovery, envs, stopping
 from af3core.errors import UsageError
 from af3core.plan import DEFAULT_MAX_CASES, Choices, build_plan
 from af3core.writers import clean_text
@@ -146,8 +146,10 @@ def _plugin_entries(registry: discovery.Registry) -> list[dict]:
     entries = []
     for name, plugin in sorted(registry.plugins.items()):
         a = availability[name]
+        python, python_source = envs.interpreter(plugin)
         entries.append({"name": name, "kind": plugin.kind, "distribution": plugin.distribution,
                         "version": plugin.version, "available": a.ok, "reason": a.reason, "fix": a.fix,
+                        "python": python, "python_source": python_source,
                         "source_version": a.source_version, "modes": list(plugin.modes),
                         "presets": list(plugin.presets), "description": plugin.description,
                         "default_mode": plugin.default_mode,
@@ -178,6 +180,8 @@ def _print_plugin(entry: dict) -> None:
         f" (fix: {entry['fix']})" if entry["fix"] else "")
     console.print(f"[bold]{entry['name']}[/bold] ({entry['kind']}, {entry['distribution']} {entry['version']}): "
                   f"{entry.get('description') or ''}\n{runs}")
+    if entry.get("python"):
+        console.print(f"workers run under: {entry['python']} ({entry['python_source']})", highlight=False)
     if entry.get("modes"):
         console.print(f"modes: {', '.join(entry['modes'])} (default {entry.get('default_mode')})")
     for name, values in (entry.get("preset_values") or {}).items():
@@ -220,6 +224,8 @@ def cmd_plugins(args) -> int:
             runs = "[green]yes[/green]" + (f" ({e['source_version']})" if e.get("source_version") else "")
         else:
             runs = {"broken": "[red]broken[/red]", "conflict": "[red]conflict[/red]"}.get(e["kind"], "[yellow]no[/yellow]")
+        if e.get("python_source", envs.HOST) != envs.HOST:
+            runs += f"\nunder {e['python']}"
         why = "" if e["available"] else e["reason"] + (f"\nfix: {e['fix']}" if e["fix"] else "")
         table.add_row(e["name"], e["kind"], e["distribution"], e["version"], runs, why)
     Console().print(table if entries else "no plugins installed (entry point group 'af3bench')")
@@ -265,6 +271,12 @@ def cmd_bench(args) -> int:
     plan = build_plan(discovery.load(), choices)
     if args.in_process and len(plan.slots) > 1:
         raise UsageError("--in-process runs one case at a time in this process: leave out --jobs/--gpus")
+    engines = sorted({c.plugin.name for c in plan.cases if c.plugin.kind == "engine"})
+    if args.in_process and len(engines) > 1:
+        # Engines' top-level packages can clash in one process (Ligo's source and Protenix's wheel
+        # both bring a package named `configs`): the first one imported would serve both.
+        raise UsageError(f"--in-process runs one engine per invocation, not {len(engines)} ({', '.join(engines)}): "
+                         "their modules would share this process; run them one --plugin at a time")
     executor = None
     if args.executor == "ray":
         if args.in_process or len(plan.slots) > 1 or plan.until_oom:

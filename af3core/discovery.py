@@ -19,7 +19,7 @@ from importlib import metadata
 
 import pluggy
 
-from af3core import hookspecs
+from af3core import envs, hookspecs
 from af3core.errors import UsageError
 from af3core.plugin import Availability, Plugin
 
@@ -84,7 +84,10 @@ def _run_checks(plugins: list[Plugin], timeout_s: float | None) -> dict[str, Ava
 
     def run(plugin: Plugin) -> None:
         try:
-            answer = plugin.availability()
+            python, source = envs.interpreter(plugin)
+            # A plugin whose workers run under another interpreter is checked there: its engine
+            # may be installed only in that environment.
+            answer = plugin.availability() if source == envs.HOST else envs.check_elsewhere(plugin, python, timeout_s)
             if not isinstance(answer, Availability):
                 answer = Availability.no(f"availability check returned {type(answer).__name__}, not Availability")
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: a check cannot end the command

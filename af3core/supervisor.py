@@ -15,13 +15,12 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from af3core import gpustate, memory, protocol
+from af3core import envs, gpustate, memory, protocol
 from af3core.errors import ResultsWriteError
 from af3core.record import CaseRecord
 
@@ -112,19 +111,15 @@ def exit_reason(code: int | None) -> str | None:
 
 
 def worker_command(record: CaseRecord, channel_fd: int, control_fd: int) -> list[str]:
-    plugin = record.planned.plugin
-    python = os.environ.get(f"AF3_PYTHON_{plugin.name.upper()}") or plugin.python or sys.executable
+    python, _ = envs.interpreter(record.planned.plugin)
     return [python, "-m", "af3core.worker", "--channel", str(channel_fd), "--control", str(control_fd),
             "--parent", str(os.getpid())]
 
 
 def _worker_env(record: CaseRecord) -> dict[str, str]:
     env = dict(record.planned.env)
-    plugin = record.planned.plugin
-    if plugin.python or os.environ.get(f"AF3_PYTHON_{plugin.name.upper()}"):
-        # A foreign interpreter must still find af3core.
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    if envs.interpreter(record.planned.plugin)[1] != envs.HOST:
+        env = envs.foreign_env(env)  # another interpreter must still find af3core
     return env
 
 

@@ -4,6 +4,11 @@
 #   AF3_PYTHON      interpreter for the venv (default: python3)
 #   AF3_TORCH_SPEC  torch requirement (default torch==2.13.0; e.g. "torch" for the newest CUDA build)
 #   AF3_JAX_SPEC    jax requirement (default jax; e.g. "jax[cuda13]" on an NVIDIA machine)
+# --engine-env NAME (repeatable) then also makes .venv-NAME: engine NAME with its own declared pins
+# (its plugin's `engine` extra, else `run`), af3-bench and the plugin, and registers it as that
+# plugin's worker interpreter (af3core/envs.py; `af3 plugins` shows it). For an engine whose pins
+# conflict with this environment's (Protenix pins torch 2.7.1); it downloads what the pins name.
+#   AF3_ENGINE_TORCH_SPEC  a torch requirement installed there first (default: none; the engine's pins decide)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,6 +16,34 @@ VENV=${AF3_VENV:-$ROOT/.venv}
 PY=${AF3_PYTHON:-python3}
 TORCH_SPEC=${AF3_TORCH_SPEC:-torch==2.13.0}
 JAX_SPEC=${AF3_JAX_SPEC:-jax}
+ENGINE_ENVS=()
+while (( $# )); do
+  case $1 in
+    --engine-env)
+      [[ $# -ge 2 && -f plugins/af3_$2/pyproject.toml ]] || {
+        echo "setup.sh: --engine-env needs a plugin name: $(ls -d plugins/af3_*/ | sed 's#plugins/af3_##; s#/##' | tr '\n' ' ')" >&2; exit 2; }
+      ENGINE_ENVS+=("$2"); shift 2 ;;
+    *) echo "setup.sh: unknown argument $1 (--engine-env NAME)" >&2; exit 2 ;;
+  esac
+done
+
+engine_env() {  # name: .venv-NAME with the engine's own pins, registered in the project venv
+  local name=$1 env=$ROOT/.venv-$1 extra=run
+  grep -q '^engine = ' "plugins/af3_$name/pyproject.toml" && extra=engine
+  echo "af3-bench setup: $name's own environment in $env (plugin extra [$extra])" >&2
+  [ -x "$env/bin/python" ] || "$PY" -m venv "$env"
+  local log=$env/setup.log
+  if ! { "$env/bin/python" -m pip --disable-pip-version-check install --quiet --upgrade pip setuptools wheel &&
+         { [ -z "${AF3_ENGINE_TORCH_SPEC:-}" ] ||
+           "$env/bin/python" -m pip --disable-pip-version-check install --quiet "$AF3_ENGINE_TORCH_SPEC"; } &&
+         "$env/bin/python" -m pip --disable-pip-version-check install --quiet -e . -e "plugins/af3_$name[$extra]"; \
+       } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "af3-bench setup: $name's environment failed (full log: $log)" >&2
+    exit 1
+  fi
+  "$VENV/bin/python" -m af3core.envs register "$name" "$env/bin/python" >&2
+}
 
 stamp_inputs() {
   cat pyproject.toml plugins/*/pyproject.toml scripts/requirements.txt scripts/setup.sh
@@ -18,6 +51,7 @@ stamp_inputs() {
 }
 STAMP="$VENV/.af3-setup-$(stamp_inputs | sha1sum | cut -c1-12)"
 if [ -f "$STAMP" ]; then
+  for name in "${ENGINE_ENVS[@]}"; do engine_env "$name"; done
   exit 0
 fi
 
@@ -65,4 +99,5 @@ clone third_party/alphafold2 https://github.com/google-deepmind/alphafold c77e5d
 
 rm -f "$VENV"/.af3-setup-*
 touch "$STAMP"
+for name in "${ENGINE_ENVS[@]}"; do engine_env "$name"; done
 echo "af3-bench setup: done" >&2

@@ -106,3 +106,14 @@ def test_plot_of_a_run_without_a_successful_case_fails(af3, tmp_path):
     proc = af3.run("plot", str(out))
     assert proc.returncode == 1 and "no successful cases" in proc.stderr
     assert not (out / "time_vs_seq_len.png").exists() and not (out / "memory_vs_seq_len.png").exists()
+
+
+def test_in_process_takes_one_engine_at_a_time(af3):
+    """Two engines in one process could share a top-level package (Ligo's and Protenix's `configs`)."""
+    pytest.importorskip("esm", reason="fair-esm is not installed (bash scripts/setup.sh)")
+    pytest.importorskip("boltz", reason="boltz is not installed (bash scripts/setup.sh)")
+    proc = af3.run("bench", "--plugin", "esm2", "--plugin", "boltz", "--device", "cpu", "--seq-len", "32",
+                   "--in-process", "--dry-run")
+    assert proc.returncode == 2 and "one engine per invocation" in proc.stderr and "boltz, esm2" in proc.stderr
+    one = af3.run("bench", "--plugin", "esm2", "--device", "cpu", "--seq-len", "32", "--in-process", "--dry-run")
+    assert one.returncode == 0, one.stderr
