@@ -44,11 +44,18 @@ def per_pass_overhead(site: Path, tmp: Path, passes: int) -> dict:
     rows = bench(site, tmp / "overhead", "--device", "cpu", "--seq-len", "1", "--passes", str(passes))
     gaps_us = [((b["start_ts"] - a["start_ts"]) * 1e3 - a["elapsed_ms"]) * 1e3 for a, b in zip(rows, rows[1:])]
     # The mean matters as much as the median: when the host's bookkeeping is slower than the worker,
-    # the pipe fills and the worker stalls in bursts that a median would hide.
+    # the pipe fills and the worker stalls in bursts that a median would hide. The stalls (gaps over
+    # 1 ms) say so: how many, how far apart in passes (a full pipe's worth), and their share.
+    stalls = [i for i, gap in enumerate(gaps_us) if gap > 1000]
+    spacing = [b - a for a, b in zip(stalls, stalls[1:])]
     return {"passes": passes, "overhead_us_median": statistics.median(gaps_us),
             "overhead_us_mean": statistics.fmean(gaps_us),
             "overhead_us_p95": statistics.quantiles(gaps_us, n=20)[18],
-            "step_us_median": statistics.median(r["elapsed_ms"] for r in rows) * 1e3}
+            "step_us_median": statistics.median(r["elapsed_ms"] for r in rows) * 1e3,
+            "stalls_over_1ms": len(stalls),
+            "stall_us_median": statistics.median(gaps_us[i] for i in stalls) if stalls else None,
+            "stall_spacing_passes_median": statistics.median(spacing) if spacing else None,
+            "stall_share_of_overhead": sum(gaps_us[i] for i in stalls) / sum(gaps_us) if stalls else 0.0}
 
 
 def bare_loops(mm, reps: int = 300) -> dict:
