@@ -271,6 +271,11 @@ def cmd_bench(args) -> int:
     plan = build_plan(discovery.load(), choices)
     if args.in_process and len(plan.slots) > 1:
         raise UsageError("--in-process runs one case at a time in this process: leave out --jobs/--gpus")
+    elsewhere = sorted({f"{c.plugin.name} ({envs.interpreter(c.plugin)[0]})" for c in plan.cases
+                        if envs.interpreter(c.plugin)[1] != envs.HOST})
+    if args.in_process and elsewhere:
+        raise UsageError(f"--in-process runs in this interpreter, but these plugins' workers run under another: "
+                         f"{', '.join(elsewhere)}; leave out --in-process (or unregister: python -m af3core.envs)")
     engines = sorted({c.plugin.name for c in plan.cases if c.plugin.kind == "engine"})
     if args.in_process and len(engines) > 1:
         # Engines' top-level packages can clash in one process (Ligo's source and Protenix's wheel

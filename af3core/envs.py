@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from af3core.errors import UsageError
 from af3core.plugin import Availability, Plugin
 
 HOST = "host"
@@ -36,7 +37,7 @@ def registered() -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise RuntimeError(f"{registry_path()}: unreadable ({exc}); delete it and register again") from exc
+        raise UsageError(f"{registry_path()}: unreadable ({exc}); delete it and register again") from exc
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
@@ -142,20 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="(internal) plugin NAME's availability here, as one JSON line")
     check.add_argument("name")
     args = parser.parse_args(argv)
-    if args.command == "register":
-        try:
+    try:
+        if args.command == "register":
             path = register(args.name, args.python)
-        except ValueError as exc:
-            print(f"af3core.envs: {exc}", file=sys.stderr)
-            return 2
-        print(f"{args.name}: workers run under {path} (recorded in {registry_path()})")
-    elif args.command == "unregister":
-        print(f"{args.name}: " + ("the host's interpreter again" if unregister(args.name) else "was not registered"))
-    elif args.command == "list":
-        for name, path in sorted(registered().items()):
-            print(f"{name}\t{path}")
-    else:
-        return _check_here(args.name)
+            print(f"{args.name}: workers run under {path} (recorded in {registry_path()})")
+        elif args.command == "unregister":
+            print(f"{args.name}: " + ("the host's interpreter again" if unregister(args.name) else "was not registered"))
+        elif args.command == "list":
+            for name, path in sorted(registered().items()):
+                print(f"{name}\t{path}")
+        else:
+            return _check_here(args.name)
+    except (ValueError, UsageError) as exc:
+        print(f"af3core.envs: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -76,3 +76,20 @@ def test_a_registered_environment_without_the_plugin_is_refused_before_any_case(
                    AF3_ENVS_FILE=str(registry))
     assert proc.returncode == 2 and str(bare) in proc.stderr and "Traceback" not in proc.stderr
     assert not (out / "testplugin.jsonl").exists()
+
+
+def test_in_process_refuses_a_plugin_that_runs_elsewhere(af3, tmp_path):
+    registry = tmp_path / "interpreters.json"
+    own = _wrapper(tmp_path, "own-env")
+    assert _envs(af3, "register", "testplugin", str(own), AF3_ENVS_FILE=str(registry)).returncode == 0
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--passes", "1", "--in-process",
+                   "--dry-run", AF3_ENVS_FILE=str(registry))
+    assert proc.returncode == 2 and "--in-process runs in this interpreter" in proc.stderr and str(own) in proc.stderr
+
+
+def test_an_unreadable_registry_is_a_clear_error(af3, tmp_path):
+    registry = tmp_path / "interpreters.json"
+    registry.write_text("{not json")
+    for proc in (af3.run("plugins", AF3_ENVS_FILE=str(registry)),
+                 _envs(af3, "list", AF3_ENVS_FILE=str(registry))):
+        assert proc.returncode == 2 and "unreadable" in proc.stderr and "Traceback" not in proc.stderr
