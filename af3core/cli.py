@@ -266,22 +266,29 @@ def _choices(args) -> Choices:
                    until_oom=args.until_oom, max_cases=args.max_cases)
 
 
+def _check_in_process(plan) -> None:
+    """--in-process runs every case in this process, under this interpreter."""
+    plugins = {c.plugin.name: c.plugin for c in plan.cases}
+    elsewhere = sorted(f"{name} ({python})" for name, (python, source)
+                       in ((name, envs.interpreter(p)) for name, p in plugins.items()) if source != envs.HOST)
+    if elsewhere:
+        raise UsageError(f"--in-process runs in this interpreter, but these plugins' workers run under another: "
+                         f"{', '.join(elsewhere)}; leave out --in-process (or unregister: python -m af3core.envs)")
+    engines = sorted(name for name, plugin in plugins.items() if plugin.kind == "engine")
+    if len(engines) > 1:
+        # Engines' top-level packages can clash in one process (Ligo's source and Protenix's wheel
+        # both bring a package named `configs`): the first one imported would serve both.
+        raise UsageError(f"--in-process runs one engine per invocation, not {len(engines)} ({', '.join(engines)}): "
+                         "their modules would share this process; run them one --plugin at a time")
+
+
 def cmd_bench(args) -> int:
     choices = _choices(args)
     plan = build_plan(discovery.load(), choices)
     if args.in_process and len(plan.slots) > 1:
         raise UsageError("--in-process runs one case at a time in this process: leave out --jobs/--gpus")
-    elsewhere = sorted({f"{c.plugin.name} ({envs.interpreter(c.plugin)[0]})" for c in plan.cases
-                        if envs.interpreter(c.plugin)[1] != envs.HOST})
-    if args.in_process and elsewhere:
-        raise UsageError(f"--in-process runs in this interpreter, but these plugins' workers run under another: "
-                         f"{', '.join(elsewhere)}; leave out --in-process (or unregister: python -m af3core.envs)")
-    engines = sorted({c.plugin.name for c in plan.cases if c.plugin.kind == "engine"})
-    if args.in_process and len(engines) > 1:
-        # Engines' top-level packages can clash in one process (Ligo's source and Protenix's wheel
-        # both bring a package named `configs`): the first one imported would serve both.
-        raise UsageError(f"--in-process runs one engine per invocation, not {len(engines)} ({', '.join(engines)}): "
-                         "their modules would share this process; run them one --plugin at a time")
+    if args.in_process:
+        _check_in_process(plan)
     executor = None
     if args.executor == "ray":
         if args.in_process or len(plan.slots) > 1 or plan.until_oom:

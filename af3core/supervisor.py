@@ -110,17 +110,14 @@ def exit_reason(code: int | None) -> str | None:
     return f"exited with code {code}"
 
 
-def worker_command(record: CaseRecord, channel_fd: int, control_fd: int) -> list[str]:
-    python, _ = envs.interpreter(record.planned.plugin)
-    return [python, "-m", "af3core.worker", "--channel", str(channel_fd), "--control", str(control_fd),
-            "--parent", str(os.getpid())]
-
-
-def _worker_env(record: CaseRecord) -> dict[str, str]:
+def worker_launch(record: CaseRecord, channel_fd: int, control_fd: int) -> tuple[list[str], dict[str, str]]:
+    """The worker's command line and environment, under the plugin's interpreter (af3core.envs)."""
+    python, source = envs.interpreter(record.planned.plugin)
     env = dict(record.planned.env)
-    if envs.interpreter(record.planned.plugin)[1] != envs.HOST:
+    if source != envs.HOST:
         env = envs.foreign_env(env)  # another interpreter must still find af3core
-    return env
+    return ([python, "-m", "af3core.worker", "--channel", str(channel_fd), "--control", str(control_fd),
+             "--parent", str(os.getpid())], env)
 
 
 def run_case(record: CaseRecord, log_path: Path, timeout_s: float | None,
@@ -136,9 +133,10 @@ def run_case(record: CaseRecord, log_path: Path, timeout_s: float | None,
     control_r, control_w = os.pipe()
     output_r, output_w = os.pipe()
     try:
-        proc = subprocess.Popen(worker_command(record, channel_w, control_r), pass_fds=(channel_w, control_r),
+        command, env = worker_launch(record, channel_w, control_r)
+        proc = subprocess.Popen(command, pass_fds=(channel_w, control_r),
                                 stdin=subprocess.DEVNULL, stdout=output_w, stderr=output_w,
-                                env=_worker_env(record), start_new_session=True)
+                                env=env, start_new_session=True)
     except OSError as exc:
         for fd in (channel_r, channel_w, control_r, control_w, output_r, output_w):
             os.close(fd)
