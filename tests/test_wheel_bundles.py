@@ -1,0 +1,96 @@
+"""scripts/pack_wheel_bundles.py: the GPU wheels split by purpose over device calls."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pack_wheel_bundles.py"
+MIB = 2**20
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("pack_wheel_bundles", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _wheels(folder: Path, sizes_mib: dict[str, float]) -> None:
+    for name, size in sizes_mib.items():
+        (folder / name).write_bytes(b"\0" * int(size * MIB))
+
+
+# The real set's large wheels (sizes rounded), plus small ones of each purpose.
+REAL = {
+    "rdkit-2026.9.1-cp312-cp312-manylinux_2_28_x86_64.whl": 30.3,
+    "cuequivariance_ops_cu13-0.13.0-py3-none-manylinux_2_24_x86_64.whl": 42.9,
+    "cuequivariance_ops_torch_cu13-0.13.0-cp312-cp312-manylinux_2_27_x86_64.whl": 27.2,
+    "cuequivariance_torch-0.13.0-py3-none-any.whl": 0.2,
+    "cuequivariance-0.13.0-py3-none-any.whl": 0.2,
+    "biotite-1.6.0-cp312-cp312-manylinux_2_24_x86_64.whl": 18.2,
+    "openfold3-0.5.0-py3-none-any.whl": 12.1,
+    "boltz-2.2.1-py3-none-any.whl": 0.3,
+    "protenix-2.0.0-py3-none-any.whl": 0.5,
+    "dm_haiku-0.0.17-py3-none-any.whl": 0.4,
+    "PyYAML-6.0.2-cp312-cp312-manylinux_2_17_x86_64.whl": 0.7,
+}
+
+
+def test_the_real_set_arrives_by_purpose(tmp_path):
+    _wheels(tmp_path, REAL)
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    content = {p.name: sorted(w.name.split("-")[0] for w in p.glob("*.whl")) for p in tmp_path.glob("call-*")}
+    assert content == {
+        "call-1": ["PyYAML", "biotite", "dm_haiku", "openfold3"],
+        "call-2": ["boltz", "cuequivariance_ops_torch_cu13", "protenix", "rdkit"],
+        "call-3": ["cuequivariance", "cuequivariance_ops_cu13", "cuequivariance_torch"],
+    }
+    assert not list(tmp_path.glob("*.whl"))
+    assert "call-3" in result.stdout and "device call 3" in result.stdout
+
+
+def test_cuequivariance_python_packages_never_arrive_before_its_libraries(tmp_path):
+    # Whatever the sizes, cuequivariance_torch lands in the bundle of the last CUDA library or later:
+    # OpenFold3 imports it whenever it is installed and stops if its libraries are not all there.
+    pack = _module()
+    _wheels(tmp_path, {name: 0.1 for name in REAL})
+    assert len(pack.pack(list(tmp_path.glob("*.whl")), 60 * MIB)) == 1  # everything fits in one: one call, nothing split
+    _wheels(tmp_path, REAL)
+    bundles = pack.pack(list(tmp_path.glob("*.whl")), 60 * MIB)
+    where = {pack.distribution(w): i for i, b in enumerate(bundles) for w in b}
+    assert where["cuequivariance_torch"] >= max(where["cuequivariance_ops_cu13"], where["cuequivariance_ops_torch_cu13"])
+    assert where["boltz"] == where["rdkit"] == where["protenix"]
+
+
+def test_neighbours_merge_when_they_fit_and_a_repack_starts_over(tmp_path):
+    _wheels(tmp_path, {"rdkit-1-py3-none-any.whl": 20, "boltz-1-py3-none-any.whl": 1, "tqdm-1-py3-none-any.whl": 1})
+    assert subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True).returncode == 0
+    assert sorted(p.name for p in tmp_path.glob("call-*")) == ["call-1"]
+    # A second run (a rebuild) repacks what is in the bundles already, with a smaller limit now.
+    result = subprocess.run([sys.executable, str(SCRIPT), "--limit-mib", "21", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert sorted(w.name.split("-")[0] for w in (tmp_path / "call-1").glob("*.whl")) == ["tqdm"]
+    assert sorted(w.name.split("-")[0] for w in (tmp_path / "call-2").glob("*.whl")) == ["boltz", "rdkit"]
+
+
+def test_a_bundle_over_the_limit_is_a_usage_error_not_a_split(tmp_path):
+    _wheels(tmp_path, {"rdkit-1-py3-none-any.whl": 5, "protenix-1-py3-none-any.whl": 5})
+    result = subprocess.run([sys.executable, str(SCRIPT), "--limit-mib", "8", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "more than 8 MiB" in result.stderr and "rdkit" in result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.whl")) == ["protenix-1-py3-none-any.whl", "rdkit-1-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("cuequivariance_ops_torch_cu13-0.13.0-cp312-cp312-x.whl", "cuequivariance_ops_torch_cu13"),
+    ("PyYAML-6.0.2-cp312-cp312-x.whl", "pyyaml"),
+])
+def test_distribution_names(name, expected):
+    assert _module().distribution(Path(name)) == expected
