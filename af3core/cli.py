@@ -321,6 +321,8 @@ def cmd_bench(args) -> int:
         _plot(out_dir)
     for group, largest in outcome.largest_fit.items():
         print(f"largest size that fits: {largest if largest is not None else 'none'}  ({group})")
+    for group, largest in outcome.fitted_no_oom.items():
+        print(f"largest size that ran: {largest}, a lower bound (no size ran out of memory)  ({group})")
     print(f"results: {out_dir}")
     if outcome.write_error:
         print(f"af3: error: {outcome.write_error}; the rows written before it are kept", file=sys.stderr)

@@ -31,6 +31,9 @@ class RunOutcome:
     stopped_by: int | None = None  # the signal that stopped the run
     write_error: str = ""  # the results folder stopped taking writes
     largest_fit: dict[str, int | None] = field(default_factory=dict)  # --until-oom: group -> largest seq_len
+    # --until-oom groups that ended without an OOM (stopped, out of sizes, or another failure): the
+    # largest size that ran is only a lower bound
+    fitted_no_oom: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[CaseRecord]:
@@ -153,7 +156,9 @@ def run_plan(plan: Plan, folder: OutputFolder, timeout_s: float | None, view, co
             writer.close()
             if len(plan.slots) > 1 or executor is not None:
                 _in_plan_order(plan, outcome, writer)
-            _write_summary_and_meta(folder, outcome, meta, fits, plan.until_oom)
+            if plan.until_oom:
+                outcome.fitted_no_oom = {g: v for g, v in fits.items() if g not in outcome.largest_fit}
+            _write_summary_and_meta(folder, outcome, meta)
     return outcome
 
 
@@ -231,8 +236,7 @@ def _summary_row(record: CaseRecord) -> dict[str, Any]:
                 "error": f"{record.error} (summary row incomplete: {type(exc).__name__}: {exc})"}
 
 
-def _write_summary_and_meta(folder: OutputFolder, outcome: RunOutcome, meta: dict[str, Any],
-                            fits: dict[str, int | None], until_oom: bool) -> None:
+def _write_summary_and_meta(folder: OutputFolder, outcome: RunOutcome, meta: dict[str, Any]) -> None:
     out_dir = folder.path
     try:
         folder.track(out_dir / "summary.csv")
@@ -243,9 +247,9 @@ def _write_summary_and_meta(folder: OutputFolder, outcome: RunOutcome, meta: dic
                      "write_error": outcome.write_error or None,
                      "n_cases": len(outcome.records), "n_failed": len(outcome.failed),
                      "largest_fit": [{"group": g, "largest_seq_len": v} for g, v in outcome.largest_fit.items()]})
-        if until_oom:  # sweeps that never hit OOM report the largest size they ran
-            meta["largest_fit"] += [{"group": g, "largest_seq_len": v, "no_oom": True}
-                                    for g, v in fits.items() if g not in outcome.largest_fit]
+        # sweeps that never hit OOM report the largest size they ran
+        meta["largest_fit"] += [{"group": g, "largest_seq_len": v, "no_oom": True}
+                                for g, v in outcome.fitted_no_oom.items()]
         write_meta(out_dir, meta)
     except ResultsWriteError as exc:
         outcome.write_error = outcome.write_error or str(exc)

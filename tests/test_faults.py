@@ -123,6 +123,19 @@ def test_until_oom_sweep_stops_and_records_the_largest_fit(af3, tmp_path):
     assert "largest size that fits: 24" in proc.stdout
 
 
+def test_until_oom_without_an_oom_reports_a_lower_bound_not_a_limit(af3, tmp_path):
+    # A search that runs out of sizes (or is stopped) before any size runs out of memory has not
+    # found the limit: it must not print "fits" as if it had.
+    out = tmp_path / "no-oom"
+    proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--out", str(out), "--passes", "1",
+                   "--seq-len", "8:16:8", "--until-oom", "--set", "oom_above=64", "--plain", "--no-plot")
+    assert proc.returncode == 0, proc.stderr
+    assert "largest size that fits" not in proc.stdout
+    assert "largest size that ran: 16, a lower bound (no size ran out of memory)" in proc.stdout
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["largest_fit"] == [{"group": meta["largest_fit"][0]["group"], "largest_seq_len": 16, "no_oom": True}]
+
+
 def test_a_worker_that_never_stops_talking_still_times_out(af3, tmp_path):
     out = tmp_path / "flood"
     t0 = time.monotonic()
