@@ -8,7 +8,8 @@ them at random with respect to what can run after each call. These bundles are m
 call runs something, and nothing breaks on a half-arrived install:
 
 1. everything not named below: OpenFold3 (with biotite and gemmi), DeepMind's Haiku stack, ESM-2 and
-   the small shared wheels; room is left for the DeepMind and Ligo sources, carried with it;
+   the small shared wheels; carry the DeepMind and Ligo sources (15 MiB) with it: with every list
+   of build_gpu_wheels.sh it is about 41 MiB, so they fit beside it;
 2. Boltz-2 and Protenix with RDKit (both import it), and cuEquivariance's torch ops;
 3. the rest of cuEquivariance: its CUDA library and its Python packages, last and together, because
    OpenFold3 imports cuEquivariance whenever ``cuequivariance_torch`` is installed and stops when its
