@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal table")
     sh.add_argument("--figures", action="store_true", help="also the runner's own figures (medians: ms_tri_attn, "
                                                            "ms_per_100_residues, floor_ms...)")
+    sh.add_argument("--by-length", action="store_true",
+                    help="a line per setting (plugin, mode, preset, the settings that differ), a column per "
+                         "sequence length: median (peak memory); runs of one engine or size each are merged")
 
     rp = sub.add_parser("report", help="one document of a run: environment, table, warnings and plots "
                                        "(RUN/report.md, or report.html with --html)")
@@ -366,7 +369,7 @@ def cmd_plot(args) -> int:
 def cmd_show(args) -> int:
     from af3core.show import print_show
 
-    return print_show(args.runs, args.markdown, args.figures)
+    return print_show(args.runs, args.markdown, args.figures, args.by_length)
 
 
 def cmd_report(args) -> int:

@@ -1,4 +1,5 @@
-"""``af3 show RUN`` (the run as one side-by-side table) and ``af3 report RUN`` (one document with the
+"""``af3 show RUN`` (the run as one side-by-side table; ``--by-length``: a line per setting, a column
+per sequence length) and ``af3 report RUN`` (one document with the
 environment, that table, the plots and the warnings, to attach to a pull request or a paper).
 
 Both read only the results folder (summary.csv, meta.json, the plots), so any finished or
@@ -119,6 +120,30 @@ def table(rows: list[dict[str, str]], figures: bool = False) -> tuple[list[str],
     return header, cells
 
 
+def length_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]]:
+    """(header, cells): one line per setting (plugin, mode, preset and the settings that differ), one
+    column per sequence length, each cell the median and peak memory, or the status of a case that
+    did not finish. Runs are not told apart: the same setting measured in runs of its own (an engine
+    a run, a size a run) lands on one line, which is how engines are read side by side."""
+    fields, differ, _ = _varying(rows)
+    fields = [f for f in fields if f != "run"]
+    lengths = sorted({int(r["seq_len"]) for r in rows if str(r.get("seq_len") or "").isdigit()})
+    lines: dict[tuple[str, ...], dict[int, list[str]]] = {}
+    for r in rows:
+        if not str(r.get("seq_len") or "").isdigit():
+            continue
+        settings = _settings(r)
+        key = tuple(r.get(f) or "" for f in fields) + tuple(str(settings.get(k, "")) for k in differ)
+        if r.get("status") == "ok":
+            cell = f"{_fmt_ms(_number(r.get('median_ms')))} ({_memory(r)[0]})"
+        else:
+            cell = r.get("status") or "?"
+        lines.setdefault(key, {}).setdefault(int(r["seq_len"]), []).append(cell)
+    header = [*fields, *differ, *(str(n) for n in lengths)]
+    cells = [[*key, *("; ".join(by_length.get(n, [])) for n in lengths)] for key, by_length in lines.items()]
+    return header, cells
+
+
 def markdown_table(header: list[str], cells: list[list[str]]) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
@@ -185,14 +210,17 @@ def load_runs(folders: list[Path]) -> list[dict[str, str]]:
     return rows
 
 
-def print_show(folders: Path | list[Path], markdown: bool, figures: bool = False) -> int:
+def print_show(folders: Path | list[Path], markdown: bool, figures: bool = False, by_length: bool = False) -> int:
     folders = [folders] if isinstance(folders, Path) else list(folders)
+    if figures and by_length:
+        raise UsageError("--figures adds columns to a line per case; --by-length has a line per setting: "
+                         "use one of them")
     rows = load_runs(folders)
     folder = folders[0] if len(folders) == 1 else Path(f"{len(folders)} runs")
     if not rows:
         print(f"{folder}: the run has no cases", flush=True)
         return 0
-    header, cells = table(rows, figures)
+    header, cells = length_table(rows) if by_length else table(rows, figures)
     if markdown:
         print(markdown_table(header, cells))
         return 0
@@ -202,8 +230,12 @@ def print_show(folders: Path | list[Path], markdown: bool, figures: bool = False
     out = Table(title=f"{folder} ({rows[0].get('gpu_name') or rows[0].get('device')})")
     for name in header:
         out.add_column(name, overflow="fold")
-    for line, row in zip(cells, rows):
-        out.add_row(*line, style=None if row.get("status") == "ok" else "red")
+    if by_length:  # a cell per case: median (peak memory), or its status
+        for line in cells:
+            out.add_row(*line)
+    else:
+        for line, row in zip(cells, rows):
+            out.add_row(*line, style=None if row.get("status") == "ok" else "red")
     console = Console(width=max(160, Console().width))  # a pipe's 80 columns would fold every name
     console.print(out)
     for text in warnings(rows):

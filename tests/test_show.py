@@ -71,3 +71,30 @@ def test_settings_of_other_plugins_are_no_columns():
     assert header[:4] == ["plugin", "seq_len", "dtype", "x"]  # dtype differs within no plugin but across: shown
     assert [line[3] for line in cells] == ["1", "2", ""]
     assert "y" not in header
+
+
+def test_by_length_puts_one_setting_on_one_line_across_runs(af3):
+    # Engines are measured in runs of their own, a size or two at a time: --by-length puts each
+    # setting on one line and each length in one column, whichever run measured it.
+    small = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8,16", "--passes", "2",
+                    "--set", "work_ms=1", "--set", "fault_pass=1", "--out", "small", "--plain", "--no-plot")
+    large = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "32", "--passes", "2",
+                    "--sweep", "work_ms=1,3", "--sweep", "fault=none,raise", "--set", "fault_pass=1",
+                    "--out", "large", "--plain", "--no-plot")
+    assert small.returncode == 0 and large.returncode == 1, large.stderr  # the raising cases fail
+    proc = af3.run("show", "--by-length", "--markdown", str(af3.cwd / "small"), str(af3.cwd / "large"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["fault", "work_ms", "8", "16", "32"]  # no run column: runs are merged
+    body = {tuple(c.strip() for c in line.strip("|").split("|"))[:2]: [c.strip() for c in line.strip("|").split("|")]
+            for line in lines[2:]}
+    assert set(body) == {("none", "1.0"), ("none", "3.0"), ("raise", "1.0"), ("raise", "3.0")}
+    one = body[("none", "1.0")]
+    assert all(" ms (" in cell for cell in one[2:])  # 8 and 16 from one run, 32 from the other
+    assert body[("none", "3.0")][2:4] == ["", ""] and " ms (" in body[("none", "3.0")][4]
+    assert body[("raise", "3.0")][4] == "failed"
+    terminal = af3.run("show", "--by-length", str(af3.cwd / "small"))
+    assert terminal.returncode == 0 and "16" in terminal.stdout
+    both = af3.run("show", "--by-length", "--figures", str(af3.cwd / "small"))
+    assert both.returncode == 2 and "--by-length" in both.stderr and "Traceback" not in both.stderr
