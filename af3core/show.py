@@ -128,6 +128,9 @@ def length_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]
     fields, differ, _ = _varying(rows)
     fields = [f for f in fields if f != "run"]
     lengths = sorted({int(r["seq_len"]) for r in rows if str(r.get("seq_len") or "").isdigit()})
+    # Each cell's memory comes from its row's most direct source; where the rows' sources differ
+    # (a GPU run beside a CPU run), each cell names its own rather than mixing them silently.
+    mixed = len({_memory(r)[1] for r in rows if r.get("status") == "ok"} - {None}) > 1
     lines: dict[tuple[str, ...], dict[int, list[str]]] = {}
     for r in rows:
         if not str(r.get("seq_len") or "").isdigit():
@@ -135,7 +138,9 @@ def length_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]
         settings = _settings(r)
         key = tuple(r.get(f) or "" for f in fields) + tuple(str(settings.get(k, "")) for k in differ)
         if r.get("status") == "ok":
-            cell = f"{_fmt_ms(_number(r.get('median_ms')))} ({_memory(r)[0]})"
+            memory, source = _memory(r)
+            label = f" {_MEMORY_NAMES[source]}" if mixed and source else ""
+            cell = f"{_fmt_ms(_number(r.get('median_ms')))} ({memory}{label})"
         else:
             cell = r.get("status") or "?"
         lines.setdefault(key, {}).setdefault(int(r["seq_len"]), []).append(cell)

@@ -98,3 +98,20 @@ def test_by_length_puts_one_setting_on_one_line_across_runs(af3):
     assert terminal.returncode == 0 and "16" in terminal.stdout
     both = af3.run("show", "--by-length", "--figures", str(af3.cwd / "small"))
     assert both.returncode == 2 and "--by-length" in both.stderr and "Traceback" not in both.stderr
+
+
+def test_by_length_names_the_memory_source_only_where_rows_differ():
+    import json
+
+    from af3core.show import length_table
+
+    def row(plugin, seq_len, **memory):
+        return {"plugin": plugin, "seq_len": str(seq_len), "status": "ok", "median_ms": "1000",
+                "settings": json.dumps({}), **memory}
+
+    gpu = row("a", 8, nvml_peak_gpu_bytes=str(2 * 2**30))
+    cpu = row("b", 8, worker_peak_rss_bytes=str(2**30))
+    _, same = length_table([gpu, row("a", 16, nvml_peak_gpu_bytes=str(2**30))])
+    assert same == [["1000.0 ms (2.00 GiB)", "1000.0 ms (1.00 GiB)"]]  # one source: no label
+    _, mixed = length_table([gpu, cpu])
+    assert [line[1] for line in mixed] == ["1000.0 ms (2.00 GiB GPU, NVML)", "1000.0 ms (1.00 GiB RSS)"]
