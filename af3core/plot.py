@@ -56,13 +56,18 @@ def labeller(rows: list[dict[str, str]]):
     return label
 
 
+#: The key under which plot_run notes each row's results folder (not a summary.csv column)
+_FOLDER = "_results_folder"
+
+
 def _title(rows: list[dict[str, str]], what: str) -> str:
-    """What, on which device(s), from which commit(s) and run(s) (a run id is its folder's timestamp)."""
+    """What, on which device(s), from which commit(s) and run(s)."""
     def joined(*fields: str) -> str:
         seen = dict.fromkeys(next((r.get(f) for f in fields if r.get(f)), "") for r in rows)
         return ", ".join(v for v in seen if v)
 
-    runs = {r.get("run_id", "") for r in rows}
+    # counted by results folder: two folders may share a run id (the same --out name on two machines)
+    runs = {r.get(_FOLDER) or r.get("run_id", "") for r in rows}
     run = f"run {rows[0].get('run_id', '')}" if len(runs) == 1 else f"{len(runs)} runs"
     return f"{what}: {joined('gpu_name', 'cpu_model', 'device')} (af3-bench {joined('af3bench_commit')}, {run})"
 
@@ -92,11 +97,16 @@ def _ok_rows(run_dir: Path) -> list[dict[str, str]]:
         raise UsageError(f"{run_dir / SUMMARY_FILE}: cannot be read ({exc})") from None
 
 
+def plotted_rows(runs: list[Path]) -> list[dict[str, str]]:
+    """The successful rows of the runs, each noting its results folder."""
+    return [{**r, _FOLDER: str(run_dir)} for run_dir in runs for r in _ok_rows(run_dir)]
+
+
 def plot_run(out_dir: Path, runs: list[Path] | None = None) -> list[Path]:
     """Write the plots of the successful cases of the run in ``out_dir`` (or of ``runs`` together,
     into ``out_dir``); returns the files written (none when no case succeeded). UsageError when a
     run is not a results folder."""
-    rows = [r for run_dir in (runs or [out_dir]) for r in _ok_rows(run_dir)]
+    rows = plotted_rows(runs or [out_dir])
     if not rows:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)

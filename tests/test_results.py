@@ -77,6 +77,22 @@ def test_engines_and_kernels_get_a_pair_of_plots_each(tmp_path):
         "time_vs_seq_len_engine.png", "time_vs_seq_len_kernel.png"]
 
 
+def test_plot_title_counts_result_folders_not_run_names(tmp_path):
+    """Two folders named alike (one --out name on two machines) are two runs in the title."""
+    from af3core.plot import _title, plotted_rows
+    from af3core.writers import SUMMARY_FILE
+
+    runs = [tmp_path / machine / "boltz-oom" for machine in ("a", "b")]
+    for run, n in zip(runs, (2048, 2560)):
+        run.mkdir(parents=True)
+        (run / SUMMARY_FILE).write_text("run_id,plugin,mode,seq_len,status,settings,median_ms\n"
+                                        f"boltz-oom,boltz,trunk,{n},ok,{{}},{n / 10}\n")
+    rows = plotted_rows(runs)
+    assert len(rows) == 2
+    assert _title(rows, "Peak memory").endswith(", 2 runs)")
+    assert _title(rows[:1], "Peak memory").endswith(", run boltz-oom)")
+
+
 def test_several_runs_plot_together_into_out(af3, tmp_path):
     runs = []
     for work in ("1", "3"):
