@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "ms_per_100_residues, floor_ms...)")
     sh.add_argument("--by-length", action="store_true",
                     help="a line per setting (plugin, mode, preset, the settings that differ), a column per "
-                         "sequence length: median (peak memory); runs of one engine or size each are merged")
+                         "sequence length: median (peak memory); runs of one engine or size each are merged "
+                         "(an interrupted attempt beside a measurement is left out; GPU models stay apart)")
 
     rp = sub.add_parser("report", help="one document of a run: environment, table, warnings and plots "
                                        "(RUN/report.md, or report.html with --html)")

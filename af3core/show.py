@@ -16,6 +16,7 @@ from pathlib import Path
 from af3core.errors import UsageError
 from af3core.live import _fmt_bytes, _fmt_ms
 from af3core.plot import MEMORY_PLOT, MEMORY_SOURCES, TIME_PLOT, _number, _settings
+from af3core.record import STATUSES
 from af3core.writers import SUMMARY_FILE, read_summary
 
 #: A 1-minute load average above this many per CPU makes CPU timings suspect (they vary 2-10x).
@@ -44,7 +45,8 @@ def _varying(rows: list[dict[str, str]]) -> tuple[list[str], list[str], dict]:
     differs when two cases of one plugin give it different values, or when every case has it and
     not all alike (dtype across engines); a key only some plugins have, constant in each, is no
     column (each plugin has its own settings)."""
-    fields = [f for f in ("run", "plugin", "mode", "preset", "device") if len({r.get(f) for r in rows}) > 1]
+    # gpu_name: runs of one setting on two GPU models are two results, never one line or cell
+    fields = [f for f in ("run", "plugin", "mode", "preset", "device", "gpu_name") if len({r.get(f) for r in rows}) > 1]
     settings = [_settings(r) for r in rows]
     keys = sorted({k for s in settings for k in s})
     values: dict[tuple[str, str], set[str]] = {}
@@ -145,8 +147,16 @@ def length_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]
             cell = r.get("status") or "?"
         lines.setdefault(key, {}).setdefault(int(r["seq_len"]), []).append(cell)
     header = [*fields, *differ, *(str(n) for n in lengths)]
-    cells = [[*key, *("; ".join(by_length.get(n, [])) for n in lengths)] for key, by_length in lines.items()]
+    cells = [[*key, *("; ".join(_finished_first(by_length.get(n, []))) for n in lengths)]
+             for key, by_length in lines.items()]
     return header, cells
+
+
+def _finished_first(cells: list[str]) -> list[str]:
+    """A cell's entries without the interrupted attempts where a measurement exists (a case stopped
+    by a deadline and run again later); other statuses stay beside it (an OOM next to a fit is news)."""
+    measured = [c for c in cells if c not in (*STATUSES, "?")]
+    return [c for c in cells if c != "interrupted"] if measured else cells
 
 
 def markdown_table(header: list[str], cells: list[list[str]]) -> str:

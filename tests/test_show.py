@@ -115,3 +115,22 @@ def test_by_length_names_the_memory_source_only_where_rows_differ():
     assert same == [["1000.0 ms (2.00 GiB)", "1000.0 ms (1.00 GiB)"]]  # one source: no label
     _, mixed = length_table([gpu, cpu])
     assert [line[1] for line in mixed] == ["1000.0 ms (2.00 GiB GPU, NVML)", "1000.0 ms (1.00 GiB RSS)"]
+
+
+def test_by_length_drops_an_interrupted_attempt_beside_a_measurement_and_keeps_gpus_apart():
+    import json
+
+    from af3core.show import length_table
+
+    def row(seq_len, status="ok", gpu="NVIDIA H100 80GB HBM3"):
+        return {"plugin": "a", "seq_len": str(seq_len), "status": status, "median_ms": "2000",
+                "nvml_peak_gpu_bytes": str(2**30), "gpu_name": gpu, "settings": json.dumps({})}
+
+    # 1024 stopped by a deadline in one run and measured in the next; 2048 only ever stopped; at 4096
+    # an OOM beside a fit stays visible
+    rows = [row(1024, "interrupted"), row(1024), row(2048, "interrupted"), row(4096, "oom"), row(4096)]
+    header, cells = length_table(rows)
+    assert header == ["1024", "2048", "4096"]
+    assert cells == [["2000.0 ms (1.00 GiB)", "interrupted", "oom; 2000.0 ms (1.00 GiB)"]]
+    header, cells = length_table([row(1024), row(1024, gpu="NVIDIA H200")])
+    assert header == ["gpu_name", "1024"] and len(cells) == 2  # two GPU models: two lines, not one cell
