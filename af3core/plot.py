@@ -36,8 +36,8 @@ def _settings(row: dict[str, str]) -> dict:
 
 
 def labeller(rows: list[dict[str, str]]):
-    """A function row -> legend label naming only what tells the lines apart: the plugin, mode and
-    preset where they differ, and the settings whose values differ between the rows of one plugin
+    """A function row -> legend label naming only what tells the lines apart: the plugin, mode,
+    preset and GPU where they differ, and the settings whose values differ between the rows of one plugin
     (engines name their settings differently: one that only some plugins have is no difference)."""
     by_plugin: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -45,7 +45,8 @@ def labeller(rows: list[dict[str, str]]):
     varying = {plugin: sorted(k for k in {k for s in sets for k in s}
                               if len({json.dumps(s.get(k), default=str) for s in sets}) > 1)
                for plugin, sets in by_plugin.items()}
-    fields = [f for f in ("plugin", "mode", "preset") if len({r.get(f) for r in rows}) > 1]
+    # gpu_name: one setting on two GPU models is two lines, not one line through both
+    fields = [f for f in ("plugin", "mode", "preset", "gpu_name") if len({r.get(f) for r in rows}) > 1]
 
     def label(row: dict[str, str]) -> str:
         settings = _settings(row)

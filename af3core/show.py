@@ -147,12 +147,12 @@ def length_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]
             cell = r.get("status") or "?"
         lines.setdefault(key, {}).setdefault(int(r["seq_len"]), []).append(cell)
     header = [*fields, *differ, *(str(n) for n in lengths)]
-    cells = [[*key, *("; ".join(_finished_first(by_length.get(n, []))) for n in lengths)]
+    cells = [[*key, *("; ".join(_without_superseded(by_length.get(n, []))) for n in lengths)]
              for key, by_length in lines.items()]
     return header, cells
 
 
-def _finished_first(cells: list[str]) -> list[str]:
+def _without_superseded(cells: list[str]) -> list[str]:
     """A cell's entries without the interrupted attempts where a measurement exists (a case stopped
     by a deadline and run again later); other statuses stay beside it (an OOM next to a fit is news)."""
     measured = [c for c in cells if c not in (*STATUSES, "?")]

@@ -209,6 +209,9 @@ def test_plot_legends_name_only_the_settings_that_differ():
                {"plugin": "ligo", "mode": "trunk", "preset": "paper", "settings": '{"kernels": "af3", "dtype": "bf16"}'}]
     label = labeller(engines)  # a setting only one engine has is no difference between engines
     assert [label(r) for r in engines] == ["boltz default use_kernels=auto", "boltz default use_kernels=off", "ligo paper"]
+    gpus = [{**engines[0], "gpu_name": gpu} for gpu in ("NVIDIA H100 80GB HBM3", "NVIDIA H200")]
+    label = labeller(gpus)  # one setting on two GPU models: two lines
+    assert [label(r) for r in gpus] == ["NVIDIA H100 80GB HBM3", "NVIDIA H200"]
 
 
 def test_nonfinite_outputs_names_the_tensors_with_nan_or_inf():
