@@ -4,11 +4,13 @@ Public surface for plugin authors::
 
     from af3core import hookimpl, Plugin, Setting, Availability, Runner, Case, CaseError, NonFiniteOutput
     from af3core import installed_distribution, package_check   # engines from the package index
+    from af3core import truncnorm_by_torch   # OpenFold-lineage random init in seconds
 """
 from af3core.hookspecs import hookimpl
 from af3core.packages import cuequivariance_error, installed_distribution, missing_modules, package_check
 from af3core.plugin import ENGINE, KERNEL, Availability, Plugin, Setting
 from af3core.runner import Case, CaseError, NonFiniteOutput, Runner, is_oom, nonfinite_outputs
+from af3core.torchinit import truncnorm_by_torch
 
 __version__ = "0.1.0"
 
@@ -29,5 +31,6 @@ __all__ = [
     "package_check",
     "cuequivariance_error",
     "nonfinite_outputs",
+    "truncnorm_by_torch",
     "__version__",
 ]

@@ -152,10 +152,13 @@ def model_hparams(
 
 
 def build_model(settings, use_kernels: bool):
-    """Boltz2 with the released architecture, random parameters (the model's own initialisation),
-    eval mode. ``settings``: the plugin's resolved settings."""
+    """Boltz2 with the released architecture, random parameters (the model's own initialisation,
+    drawn by torch from ``settings["seed"]``), eval mode. ``settings``: the plugin's resolved settings."""
     import torch
+    from boltz.model.layers import initialize  # Linear's LeCun/He init, through scipy's truncnorm
     from boltz.model.models.boltz2 import Boltz2
+
+    from af3core import truncnorm_by_torch
 
     hp = model_hparams(pairformer_blocks=int(settings["pairformer_blocks"]), use_kernels=use_kernels,
                        confidence=bool(settings["confidence"]), templates=bool(settings["templates"]),
@@ -164,7 +167,9 @@ def build_model(settings, use_kernels: bool):
     if "use_flash_attn" in inspect.signature(Boltz2.__init__).parameters:
         hp["use_flash_attn"] = False  # boltz-community only; upstream has no such argument
     torch.manual_seed(int(settings["seed"]))
-    return Boltz2(**hp).eval()
+    with truncnorm_by_torch(initialize):  # the package's init, sampled by torch: seconds, not a minute
+        model = Boltz2(**hp)
+    return model.eval()
 
 
 def n_params(model) -> int:

@@ -62,11 +62,17 @@ def test_non_finite_outputs_fail_the_pass():
         r.step()
 
 
-def test_seeds_change_the_parameters():
-    """The parameters are random per seed (not zeros, not a checkpoint): two seeds, two trunks."""
+def test_the_seed_fixes_the_parameters():
+    """The parameters are random per seed (not zeros, not a checkpoint): two seeds, two trunks; and
+    one seed, one model (Boltz samples its init with scipy from numpy's unseeded state: the plugin
+    draws it with torch, which the seed fixes)."""
+    import torch
+
     a, _ = runner("trunk", seed=0)
     b, _ = runner("trunk", seed=1)
+    c, _ = runner("trunk", seed=0)
     assert not bool((a._forward()["z"] == b._forward()["z"]).all())
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), c.model.parameters()))
 
 
 @needs_entry_point

@@ -58,48 +58,33 @@ def model_config(settings: Mapping[str, Any], kernels: str):
     return cfg
 
 
-# Standard deviation of a standard normal truncated to [-2, 2] (scipy's truncnorm(-2, 2).std()).
-_PHI2 = math.exp(-2.0) / math.sqrt(2 * math.pi)
-_TRUNCNORM2_STD = math.sqrt(1 - 2 * 2 * _PHI2 / math.erf(2 / math.sqrt(2)))
-_CDF2 = math.erf(2 / math.sqrt(2))  # P(|x| < 2) for a standard normal
-
-
-@torch.no_grad()
-def _trunc_normal_(weights: torch.Tensor, std: float) -> None:
-    """N(0, std^2) truncated to +-2 std, by inverting the normal CDF (what torch's trunc_normal_
-    did before it became a rejection loop, about three times slower on a CPU)."""
-    weights.uniform_(-_CDF2, _CDF2).erfinv_().mul_(std * math.sqrt(2.0)).clamp_(-2 * std, 2 * std)
-
-
 @contextmanager
 def fast_init():
     """Build with the package's initialisation, sampled by torch instead of scipy.
 
     ``initialization.trunc_normal_init_`` (LeCun and He init of every ``Linear``) samples each
     weight with ``scipy.stats.truncnorm.rvs`` on the CPU: about a minute for the released model on
-    two cores. Here the same distribution (normal, the package's fan and scale rules, cut at +-2
-    std) is drawn with torch. ``Linear.__init__`` also overwrites every weight and bias that
-    ``nn.Linear``'s own ``reset_parameters`` has just drawn, so that draw is skipped for the
-    package's ``Linear``. Both originals are restored afterwards.
+    two cores; af3core's ``truncnorm_by_torch`` draws the same distribution with torch.
+    ``Linear.__init__`` also overwrites every weight and bias that ``nn.Linear``'s own
+    ``reset_parameters`` has just drawn, so that draw is skipped for the package's ``Linear``. Both
+    originals are restored afterwards.
     """
     from openfold3.core.model.primitives import initialization as init
     from openfold3.core.model.primitives import linear
 
-    original_trunc, original_reset = init.trunc_normal_init_, linear.Linear.__dict__.get("reset_parameters")
+    from af3core import truncnorm_by_torch
 
-    def trunc_normal_init_(weights, scale=1.0, fan="fan_in"):
-        _trunc_normal_(weights, math.sqrt(scale / max(1, init._calculate_fan(weights.shape, fan))) / _TRUNCNORM2_STD)
+    original_reset = linear.Linear.__dict__.get("reset_parameters")
 
     def reset_parameters(self):
         if type(self) is not linear.Linear:  # a subclass may rely on it
             nn.Linear.reset_parameters(self)
 
-    init.trunc_normal_init_ = trunc_normal_init_
     linear.Linear.reset_parameters = reset_parameters
     try:
-        yield
+        with truncnorm_by_torch(init):
+            yield
     finally:
-        init.trunc_normal_init_ = original_trunc
         if original_reset is None:
             del linear.Linear.reset_parameters
         else:

@@ -74,36 +74,18 @@ def model_config(settings: Mapping[str, Any], n_tokens: int, tri_attention: str,
     return cfg
 
 
-# Standard deviation of a standard normal truncated to [-2, 2] (scipy's truncnorm(-2, 2).std()).
-_PHI2 = math.exp(-2.0) / math.sqrt(2 * math.pi)
-_TRUNCNORM2_STD = math.sqrt(1 - 2 * 2 * _PHI2 / math.erf(2 / math.sqrt(2)))
-_CDF2 = math.erf(2 / math.sqrt(2))  # P(|x| < 2) for a standard normal
-
-
-@torch.no_grad()
-def _trunc_normal_init_(weights: torch.Tensor, scale: float = 1.0, fan: str = "fan_in") -> None:
-    """``protenix.model.triangular.layers.trunc_normal_init_``'s distribution (a normal of variance
-    scale / fan, rescaled for the cut, cut at +-2 std), sampled by torch by inverting the normal CDF."""
-    fan_out, fan_in = weights.shape
-    f = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[fan]
-    std = math.sqrt(scale / max(1, f)) / _TRUNCNORM2_STD
-    weights.uniform_(-_CDF2, _CDF2).erfinv_().mul_(std * math.sqrt(2.0)).clamp_(-2 * std, 2 * std)
-
-
 @contextmanager
 def fast_init():
     """Build with the package's initialisation, sampled by torch instead of scipy: the package draws
     every ``Linear`` weight with ``scipy.stats.truncnorm.rvs`` (about four minutes for the released
-    model on two CPU cores); the same distribution from torch takes seconds."""
-    from protenix.model.modules import primitives
-    from protenix.model.triangular import layers
+    model on two CPU cores); af3core's ``truncnorm_by_torch`` draws the same distribution with torch
+    in seconds."""
+    from protenix.model.triangular import layers  # defines trunc_normal_init_ (primitives imports it)
 
-    originals = (layers.trunc_normal_init_, primitives.trunc_normal_init_)
-    layers.trunc_normal_init_ = primitives.trunc_normal_init_ = _trunc_normal_init_
-    try:
+    from af3core import truncnorm_by_torch
+
+    with truncnorm_by_torch(layers):
         yield
-    finally:
-        layers.trunc_normal_init_, primitives.trunc_normal_init_ = originals
 
 
 def build_model(cfg, seed: int) -> nn.Module:
