@@ -1,7 +1,7 @@
 """Random parameters without the wait: the OpenFold-lineage engines (OpenFold3, Protenix, Boltz-2,
 Ligo) initialise every ``Linear`` weight in ``trunc_normal_init_`` with ``scipy.stats.truncnorm.rvs``,
-float64 draws on one CPU core by inverting the normal CDF: most of a released model's build time
-(Boltz-2: about 30 of 48 s on two cores). :func:`truncnorm_by_torch` swaps the ``truncnorm`` that
+float64 draws on one CPU core by inverting the normal CDF: most of a released model's build time,
+paid again by every case's worker. :func:`truncnorm_by_torch` swaps the ``truncnorm`` that
 such a module calls for one drawing the same distribution with torch, while the model is built.
 
 Only the sampler changes: the engine's fan and scale rules, its cut at +-2 std and its graph stay
@@ -25,7 +25,7 @@ class TorchTruncnorm:
         self._std: dict = {}
 
     def std(self, *args, **kwargs):
-        # asked once per weight with the same arguments; each scipy call costs about a millisecond
+        # asked once per weight with the same few arguments, and each scipy call is slow next to a draw
         key = (args, tuple(sorted(kwargs.items())))
         if key not in self._std:
             self._std[key] = self.scipy.std(*args, **kwargs)
@@ -38,7 +38,7 @@ class TorchTruncnorm:
             return self.scipy.rvs(a=a, b=b, loc=loc, scale=scale, size=size, random_state=random_state)
         shape = _shape(size)
         # by inverting the normal CDF between a and b (in units of scale around loc, as scipy's):
-        # torch's own trunc_normal_ is a rejection loop, about three times slower on a CPU
+        # torch's own trunc_normal_ is a rejection loop, slower on a CPU
         lo, hi = math.erf(a / math.sqrt(2)), math.erf(b / math.sqrt(2))
         out = torch.empty(shape, dtype=torch.float32).uniform_(lo, hi).erfinv_().mul_(math.sqrt(2)).clamp_(a, b)
         out.mul_(scale).add_(loc)
