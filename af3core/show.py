@@ -16,7 +16,6 @@ from pathlib import Path
 from af3core.errors import UsageError
 from af3core.live import _fmt_bytes, _fmt_ms
 from af3core.plot import MEMORY_PLOT, MEMORY_SOURCES, TIME_PLOT, _number, _settings
-from af3core.record import STATUSES
 from af3core.writers import SUMMARY_FILE, read_summary
 
 #: A 1-minute load average above this many per CPU makes CPU timings suspect (they vary 2-10x).
@@ -133,30 +132,30 @@ def length_table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]]
     # Each cell's memory comes from its row's most direct source; where the rows' sources differ
     # (a GPU run beside a CPU run), each cell names its own rather than mixing them silently.
     mixed = len({_memory(r)[1] for r in rows if r.get("status") == "ok"} - {None}) > 1
-    lines: dict[tuple[str, ...], dict[int, list[str]]] = {}
+    lines: dict[tuple[str, ...], dict[int, list[dict[str, str]]]] = {}
     for r in rows:
-        if not str(r.get("seq_len") or "").isdigit():
-            continue
-        settings = _settings(r)
-        key = tuple(r.get(f) or "" for f in fields) + tuple(str(settings.get(k, "")) for k in differ)
-        if r.get("status") == "ok":
-            memory, source = _memory(r)
-            label = f" {_MEMORY_NAMES[source]}" if mixed and source else ""
-            cell = f"{_fmt_ms(_number(r.get('median_ms')))} ({memory}{label})"
-        else:
-            cell = r.get("status") or "?"
-        lines.setdefault(key, {}).setdefault(int(r["seq_len"]), []).append(cell)
+        if str(r.get("seq_len") or "").isdigit():
+            settings = _settings(r)
+            key = tuple(r.get(f) or "" for f in fields) + tuple(str(settings.get(k, "")) for k in differ)
+            lines.setdefault(key, {}).setdefault(int(r["seq_len"]), []).append(r)
+
+    def entry(r: dict[str, str]) -> str:
+        if r.get("status") != "ok":
+            return r.get("status") or "?"
+        memory, source = _memory(r)
+        label = f" {_MEMORY_NAMES[source]}" if mixed and source else ""
+        return f"{_fmt_ms(_number(r.get('median_ms')))} ({memory}{label})"
+
+    def cell(cases: list[dict[str, str]]) -> str:
+        # an interrupted attempt beside a measurement is superseded (a case stopped by a deadline and
+        # run again later); other statuses stay beside it (an OOM next to a fit is news)
+        if any(r.get("status") == "ok" for r in cases):
+            cases = [r for r in cases if r.get("status") != "interrupted"]
+        return "; ".join(map(entry, cases))
+
     header = [*fields, *differ, *(str(n) for n in lengths)]
-    cells = [[*key, *("; ".join(_without_superseded(by_length.get(n, []))) for n in lengths)]
-             for key, by_length in lines.items()]
+    cells = [[*key, *(cell(by_length.get(n, [])) for n in lengths)] for key, by_length in lines.items()]
     return header, cells
-
-
-def _without_superseded(cells: list[str]) -> list[str]:
-    """A cell's entries without the interrupted attempts where a measurement exists (a case stopped
-    by a deadline and run again later); other statuses stay beside it (an OOM next to a fit is news)."""
-    measured = [c for c in cells if c not in (*STATUSES, "?")]
-    return [c for c in cells if c != "interrupted"] if measured else cells
 
 
 def markdown_table(header: list[str], cells: list[list[str]]) -> str:
