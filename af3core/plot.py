@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -73,18 +74,41 @@ def _title(rows: list[dict[str, str]], what: str) -> str:
     return f"{what}: {joined('gpu_name', 'cpu_model', 'device')} (af3-bench {joined('af3bench_commit')}, {run})"
 
 
+def _by_length(points) -> dict[int, list[dict[str, str]]]:
+    """The rows of one line, grouped by length, shortest first: repeated runs of one setting (a retry
+    after a stopped call, say) are one point, not a vertical zigzag through each row."""
+    groups: dict[int, list[dict[str, str]]] = defaultdict(list)
+    for p in points:
+        groups[int(float(p["seq_len"]))].append(p)
+    return dict(sorted(groups.items()))
+
+
 def _errorbars(points, column_mid: str) -> tuple[list, list, list, list]:
-    """x, median, and the distances down to min and up to max (the passes' spread)."""
+    """x, median, and the distances down to min and up to max (the passes' spread). Several rows at
+    one length: the median of their medians, the bar from the lowest min to the highest max."""
     xs, ys, lo, hi = [], [], [], []
-    for p in sorted(points, key=lambda p: float(p["seq_len"])):
-        mid = _number(p.get(column_mid))
-        if mid is None:
+    for x, rows in _by_length(points).items():
+        measured = [(p, m) for p, m in ((p, _number(p.get(column_mid))) for p in rows) if m is not None]
+        if not measured:
             continue
-        xs.append(int(float(p["seq_len"])))
+        mid = statistics.median(m for _, m in measured)
+        low = min(min(_number(p.get("min_ms")) or m, m) for p, m in measured)
+        high = max(max(_number(p.get("max_ms")) or m, m) for p, m in measured)
+        xs.append(x)
         ys.append(mid)
-        lo.append(max(0.0, mid - (_number(p.get("min_ms")) or mid)))
-        hi.append(max(0.0, (_number(p.get("max_ms")) or mid) - mid))
+        lo.append(max(0.0, mid - low))
+        hi.append(max(0.0, high - mid))
     return xs, ys, lo, hi
+
+
+def _peaks(points, column: str) -> list[tuple[int, float]]:
+    """(length, GiB) per length: the highest peak where several rows measured one length."""
+    xy = []
+    for x, rows in _by_length(points).items():
+        values = [v for v in (_number(p.get(column)) for p in rows) if v]
+        if values:
+            xy.append((x, max(values) / 2**30))
+    return xy
 
 
 def _ok_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -152,7 +176,7 @@ def _plot_kind(rows: list[dict[str, str]], xlabel: str, out_dir: Path, suffix: s
                                MEMORY_SOURCES[-1])
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for name, points in series.items():
-        xy = sorted((int(float(p["seq_len"])), _number(p.get(column)) / 2**30) for p in points if _number(p.get(column)))
+        xy = _peaks(points, column)
         if xy:
             ax.plot(*zip(*xy), marker="o", label=name)
     ax.set(xlabel=xlabel, ylabel=f"{description} (GiB)", title=_title(rows, "Peak memory"))

@@ -224,3 +224,18 @@ def test_nonfinite_outputs_names_the_tensors_with_nan_or_inf():
     assert nonfinite_outputs(out) == ["z", "p"]
     assert nonfinite_outputs(out, ("p", "s", "absent")) == ["p"]  # the keys asked for, in their order
     assert nonfinite_outputs(out, ("s", "empty", "meta")) == []
+
+
+def test_a_setting_measured_twice_at_one_length_is_one_point():
+    """Two runs of one case (a retry, say) give one point per length: the median of the medians, the
+    bar over both runs' passes, the higher memory peak; not a vertical line through each row."""
+    from af3core.plot import _errorbars, _peaks
+
+    rows = [{"seq_len": "1024", "median_ms": "48000", "min_ms": "47000", "max_ms": "49000", "nvml_peak_gpu_bytes": str(16 * 2**30)},
+            {"seq_len": "512", "median_ms": "18000", "min_ms": "18000", "max_ms": "18000", "nvml_peak_gpu_bytes": str(20 * 2**30)},
+            {"seq_len": "512", "median_ms": "14000", "min_ms": "", "max_ms": "", "nvml_peak_gpu_bytes": str(19 * 2**30)},
+            {"seq_len": "512", "median_ms": "", "min_ms": "", "max_ms": "", "nvml_peak_gpu_bytes": ""}]
+    xs, ys, lo, hi = _errorbars(rows, "median_ms")
+    assert xs == [512, 1024] and ys == [16000, 48000]
+    assert lo == [2000, 1000] and hi == [2000, 1000]
+    assert _peaks(rows, "nvml_peak_gpu_bytes") == [(512, 20.0), (1024, 16.0)]
