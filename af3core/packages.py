@@ -38,6 +38,18 @@ def package_check(engine: str, distributions: Sequence[str], package: str, needs
     return Availability.yes(source_version=f"{found[0]} {found[1]}")
 
 
+#: How to install cuEquivariance's triangle kernels for a CUDA 13 torch (what engines' errors suggest).
+CUEQUIVARIANCE_FIX = ("pip install cuequivariance-torch cuequivariance-ops-torch-cu13 (cu12 for a CUDA 12 "
+                      "torch) and their dependencies")
+
+
+def cuequivariance_installed() -> bool:
+    """Whether ``cuequivariance_torch`` is installed (found, not imported): an engine's ``auto``
+    falls back to torch only when it is not; an installed one that does not load is a broken
+    install, to be fixed rather than measured as something else."""
+    return importlib.util.find_spec("cuequivariance_torch") is not None
+
+
 def cuequivariance_error() -> str | None:
     """Why cuEquivariance's triangle kernels cannot run in this process, or None when they can.
 
@@ -46,7 +58,7 @@ def cuequivariance_error() -> str | None:
     silently leaves out its Triton kernels (triangle multiplication among them) when one of their
     imports fails, as ``platformdirs`` does on a ``--no-deps`` install, and an engine that turned the
     kernels on then fails in its first pass."""
-    if importlib.util.find_spec("cuequivariance_torch") is None:
+    if not cuequivariance_installed():
         return "cuequivariance-torch is not installed"
     try:
         importlib.import_module("cuequivariance_torch")

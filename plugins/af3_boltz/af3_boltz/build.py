@@ -5,7 +5,6 @@ Boltz are imported inside :func:`prepare` only.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -28,7 +27,7 @@ def kernels_wanted(setting: str, device: str) -> tuple[bool, str]:
     compute capability 8 or more; Boltz has no fallback when the package is missing or does not load."""
     import torch
 
-    from af3core import cuequivariance_error
+    from af3core import CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_installed
 
     if setting == "off":
         return False, "off"
@@ -38,12 +37,14 @@ def kernels_wanted(setting: str, device: str) -> tuple[bool, str]:
             raise BuildError("use_kernels=on needs a CUDA GPU of compute capability 8 or more")
         error = cuequivariance_error()
         if error:
-            raise BuildError(f"use_kernels=on needs cuEquivariance: {error}; fix: pip install cuequivariance-torch "
-                             "cuequivariance-ops-torch-cu13 (cu12 for a CUDA 12 torch) and their dependencies")
+            raise BuildError(f"use_kernels=on needs cuEquivariance: {error}; fix: {CUEQUIVARIANCE_FIX}")
         return True, "on"
     if not capable:
         return False, "auto: off (no GPU of compute capability 8+)"
     error = cuequivariance_error()
+    if error and cuequivariance_installed():  # a broken install would time the torch path unasked
+        raise BuildError(f"use_kernels=auto: cuEquivariance is installed but does not load ({error}); "
+                         f"fix: {CUEQUIVARIANCE_FIX}, or time Boltz without it: --set use_kernels=off")
     if error:
         return False, f"auto: off ({error})"
     return True, "auto: on (GPU of compute capability 8+, cuEquivariance loads)"

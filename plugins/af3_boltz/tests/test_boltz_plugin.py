@@ -38,3 +38,28 @@ def test_valid_settings_pass_and_registration_describes_the_engine():
         assert availability.source_version.split()[0] in plugin.DISTRIBUTIONS
     else:
         assert "pip install --no-deps boltz==2.2.1" in availability.fix
+
+
+@pytest.mark.parametrize("installed, error, expected", [
+    (True, None, (True, "auto: on")),
+    (False, "cuequivariance-torch is not installed", (False, "auto: off (cuequivariance-torch is not installed)")),
+    (True, "cuequivariance_ops_torch does not import (ModuleNotFoundError: No module named 'platformdirs')", None),
+])
+def test_auto_kernels_fall_back_only_when_cuequivariance_is_absent(monkeypatch, installed, error, expected):
+    """On a capable GPU `auto` turns the kernels on when cuEquivariance loads and off when it is not
+    installed; an installed one that does not load (a --no-deps install without platformdirs did this
+    on a GPU, and the torch path was timed as if it were Boltz's default) fails the case with the fix."""
+    torch = pytest.importorskip("torch")
+    import af3core
+    from af3_boltz import build
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setattr(af3core, "cuequivariance_installed", lambda: installed)
+    monkeypatch.setattr(af3core, "cuequivariance_error", lambda: error)
+    if expected is None:
+        with pytest.raises(build.BuildError, match="installed but does not load.*platformdirs.*use_kernels=off"):
+            build.kernels_wanted("auto", "cuda")
+    else:
+        on, reason = build.kernels_wanted("auto", "cuda")
+        assert on is expected[0] and reason.startswith(expected[1])
+    assert build.kernels_wanted("off", "cuda") == (False, "off")  # off never looks at the install

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from af3_openfold3.plugin import DISTRIBUTION, installed
+from af3core import CUEQUIVARIANCE_FIX
 
 
 class BuildError(Exception):
@@ -55,8 +56,7 @@ def kernels_wanted(setting: str, device: str) -> tuple[str, str]:
         return "triton", "triton"
     if setting == "cueq":
         if not have_cueq:
-            raise BuildError("kernels=cueq needs cuEquivariance: pip install cuequivariance-torch "
-                             "cuequivariance-ops-torch-cu13 (cu12 for a CUDA 12 torch)")
+            raise BuildError(f"kernels=cueq needs cuEquivariance: {CUEQUIVARIANCE_FIX}")
         return "cueq", "cueq"
     if have_triton:
         return "triton", "auto: triton (a CUDA GPU, the package's Triton kernels import: inference's config)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from af3_protenix.plugin import DISTRIBUTION, installed
-from af3core import cuequivariance_error
+from af3core import CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_installed
 
 
 class BuildError(Exception):
@@ -54,6 +54,10 @@ def kernels_wanted(settings: Mapping[str, Any], device: str) -> dict[str, str]:
     notes = []
     cueq_error = cuequivariance_error() if "auto" in (att, mul) or "cuequivariance" in (att, mul) else None
     cueq = cueq_error is None
+    if "auto" in (att, mul) and not cueq and cuequivariance_installed():  # a broken install, not an absent one
+        raise BuildError(f"triangle kernels auto: cuEquivariance is installed but does not load ({cueq_error}); "
+                         f"fix: {CUEQUIVARIANCE_FIX}, or time Protenix without it: --set tri_attention=torch "
+                         "--set tri_multiplicative=torch")
     if att == "auto":
         att = "cuequivariance" if cueq else "torch"
         notes.append(f"tri_attention auto: {att}" + ("" if cueq else f" ({cueq_error})"))
@@ -64,8 +68,7 @@ def kernels_wanted(settings: Mapping[str, Any], device: str) -> dict[str, str]:
         ln = "fast" if _nvcc() else "torch"
         notes.append(f"layernorm auto: {ln}" + ("" if ln == "fast" else " (no nvcc to build the extension)"))
     if "cuequivariance" in (att, mul) and not cueq:
-        raise BuildError(f"cuequivariance kernels do not load: {cueq_error}; fix: pip install cuequivariance-torch "
-                         "cuequivariance-ops-torch-cu13 (cu12 for a CUDA 12 torch) and their dependencies")
+        raise BuildError(f"cuequivariance kernels do not load: {cueq_error}; fix: {CUEQUIVARIANCE_FIX}")
     if att == "triattention" and not _importable("triton"):
         raise BuildError("tri_attention=triattention needs triton (pip install triton)")
     if att == "deepspeed" and not (_importable("deepspeed") and os.environ.get("CUTLASS_PATH")):

@@ -72,3 +72,27 @@ def test_registering_and_checking_import_neither_torch_nor_protenix():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("installed, error, expected", [
+    (True, None, "cuequivariance"),
+    (False, "cuequivariance-torch is not installed", "torch"),
+    (True, "cuequivariance_ops_torch does not import (ModuleNotFoundError: No module named 'platformdirs')", None),
+])
+def test_auto_triangle_kernels_fall_back_only_when_cuequivariance_is_absent(monkeypatch, installed, error, expected):
+    """On a GPU `auto` picks cuEquivariance when it loads and torch when it is not installed; an
+    installed one that does not load fails the case with the fix instead of timing the torch path
+    as Protenix's default (a --no-deps install without platformdirs did that on a GPU)."""
+    from af3_protenix import build
+
+    monkeypatch.setattr(build, "cuequivariance_installed", lambda: installed)
+    monkeypatch.setattr(build, "cuequivariance_error", lambda: error)
+    monkeypatch.setattr(build, "_nvcc", lambda: False)
+    if expected is None:
+        with pytest.raises(build.BuildError, match="installed but does not load.*platformdirs.*tri_attention=torch"):
+            build.kernels_wanted(DEFAULTS, "cuda")
+    else:
+        chosen = build.kernels_wanted(DEFAULTS, "cuda")
+        assert (chosen["tri_attention"], chosen["tri_multiplicative"], chosen["layernorm"]) == (expected, expected, "torch")
+    explicit = {**DEFAULTS, "tri_attention": "torch", "tri_multiplicative": "torch"}
+    assert build.kernels_wanted(explicit, "cuda")["tri_attention"] == "torch"  # asking for torch never fails
