@@ -5,11 +5,12 @@
 # --anchors adds the public kernels the kernels plugin compares against (trifast, cuEquivariance:
 # about 74 MB, more than one device call carries at once: see docs/BENCHMARKS.md, Reproducing);
 # --openfold3 adds OpenFold3 and its model's imports (scripts/gpu_wheels_openfold3.txt, about 73 MB).
-# --bundles then packs the wheels into .whl/call-1, .whl/call-2, ... of at most AF3_BUNDLE_MIB
+# --bundles then packs the wheels into .whl/call-1, .whl/call-2 (tar.xz archives of stored wheels,
+# pack_wheel_bundles.py --xz: two calls where zipped wheels need three) of at most AF3_BUNDLE_MIB
 # (default 60) MiB each, by purpose (scripts/pack_wheel_bundles.py says which wheel goes where and
 # why), for device calls that carry 64 MiB with the tree: carry one a call, in order, on one warm
-# machine (gpu_suite.sh installs every bundle that has arrived so far). It drops biotite's chemical
-# component dictionary (37 MB the models never read) so that the wheel fits.
+# machine (gpu_suite.sh unpacks and installs every bundle that has arrived so far). It drops
+# biotite's chemical component dictionary (37 MB the models never read).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl
@@ -32,4 +33,4 @@ du -sh .whl
 for wheel in .whl/biotite-*.whl; do
   [ -f "$wheel" ] && zip -q -d "$wheel" 'biotite/structure/info/components.bcif' 2>/dev/null || true
 done
-python3 scripts/pack_wheel_bundles.py --limit-mib "${AF3_BUNDLE_MIB:-60}" .whl
+python3 scripts/pack_wheel_bundles.py --xz --limit-mib "${AF3_BUNDLE_MIB:-60}" .whl

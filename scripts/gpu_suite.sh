@@ -10,7 +10,7 @@
 # AF3_SUITE_FILTER (an extended regex on the case names) runs part of the lists, so one suite can be
 # split over calls that each fit a time limit. AF3_DEADLINE_S (seconds from the start) stops a case
 # still running then and skips the rest, so that the table still comes back from a call with a limit.
-# AF3_WHEELS names the folder of carried wheels (default .whl, bundles in it included); AF3_TEST_PATHS
+# AF3_WHEELS names the folder of carried wheels or tar.xz bundles of them (default .whl); AF3_TEST_PATHS
 # what the tests step runs (default: tests plugins). The step "install" installs and runs nothing.
 # Needs python3 with torch, triton and jax (CUDA); the wheels of scripts/gpu_wheels.txt in .whl/
 # (scripts/build_gpu_wheels.sh downloads them); the engine sources in third_party/. Writes under $OUT
@@ -35,8 +35,16 @@ archive() { tar -czf "$OUT/results.tar.gz" -C "$(dirname "$RUNS")" "$(basename "
 # so entry points work; a warm machine must not keep an older copy of the tree).
 # Every wheel under $WHEELS, bundles included (.whl/call-N of build_gpu_wheels.sh --bundles: those
 # carried by earlier calls stay on a warm machine, so the last call has them all).
+# Bundles packed with `pack_wheel_bundles.py --xz` are tar.xz files of uncompressed wheels (xz
+# shrinks the CUDA libraries in them to under half their zip size): they unpack into a temporary
+# folder whose wheels install with the rest.
 WHEELS=${AF3_WHEELS:-.whl}
-mapfile -t wheels < <(find "$WHEELS" -name '*.whl' 2>/dev/null | sort)
+UNPACKED=$(mktemp -d)
+while IFS= read -r packed; do
+  log "unpack $packed"
+  tar -xJf "$packed" -C "$UNPACKED" || exit 1
+done < <(find "$WHEELS" -name '*.tar.xz' 2>/dev/null | sort)
+mapfile -t wheels < <(find "$WHEELS" "$UNPACKED" -name '*.whl' 2>/dev/null | sort)
 if (( ${#wheels[@]} )); then
   log "install ${#wheels[@]} wheels under $WHEELS/"
   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "${wheels[@]}" || exit 1

@@ -1,6 +1,6 @@
 """Pack the wheels of a folder into bundles that one device call can carry each, by purpose.
 
-    python scripts/pack_wheel_bundles.py [--limit-mib 60] [FOLDER]     (default FOLDER: .whl)
+    python scripts/pack_wheel_bundles.py [--limit-mib 60] [--xz] [FOLDER]     (default FOLDER: .whl)
 
 A device call carries 64 MiB with the tree; the GPU wheels are about 150 MiB, so they travel over
 three calls to one warm machine, each installing what has arrived. Packing them by size alone splits
@@ -15,14 +15,27 @@ call runs something, and nothing breaks on a half-arrived install:
    OpenFold3 imports cuEquivariance whenever ``cuequivariance_torch`` is installed and stops when its
    libraries are not all there; Boltz-2 and Protenix use it once this bundle has arrived.
 
-Neighbouring bundles that fit in one are merged (a short list of wheels needs fewer calls); a
-bundle over the limit is an error, not a silent split. Wheels move into FOLDER/call-1, call-2, ...
+Neighbouring bundles that fit in one are merged (a short list of wheels needs fewer calls), from
+the last one back, so that the first, which carries the sources too, stays the smallest; a bundle
+over the limit is an error, not a silent split. Wheels move into FOLDER/call-1, call-2, ...
+
+``--xz`` packs each purpose group instead as a tar.xz of its wheels stored uncompressed and merges
+neighbours by their packed sizes; the wheels stay in FOLDER. xz sees the repeats in the CUDA
+libraries that a wheel's zip cannot: every list of build_gpu_wheels.sh (about 143 MiB of wheels)
+packs into 25.5, 28.9 and 19.5 MiB, two calls instead of three: the first bundle with the sources,
+then Boltz-2, Protenix and all of cuEquivariance together. ``gpu_suite.sh`` unpacks every
+``*.tar.xz`` it is given and installs the wheels inside.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
+import zipfile
 from pathlib import Path
 
 #: Distribution names (as in wheel file names: lower case, ``_`` for ``-``) of bundles 2 and 3;
@@ -47,23 +60,83 @@ def group(wheels: list[Path]) -> list[list[Path]]:
     return groups
 
 
+def merge(units: list[tuple[list[Path], int]], limit: int) -> list[list[Path]]:
+    """Neighbouring (files, size) units joined while they fit in ``limit``, from the last one back:
+    as few bundles as in order allows, and the first (which also carries the engine sources) the
+    smallest."""
+    bundles: list[tuple[list[Path], int]] = []
+    for files, size in reversed(units):
+        if bundles and bundles[0][1] + size <= limit:
+            bundles[0] = (files + bundles[0][0], bundles[0][1] + size)
+        else:
+            bundles.insert(0, (list(files), size))
+    return [files for files, _ in bundles]
+
+
+def _too_large(wheels_in: list[Path], size: int, limit: int, what: str = "") -> ValueError:
+    names = ", ".join(w.name.split("-", 1)[0] for w in wheels_in)
+    return ValueError(f"a bundle of {size / 2**20:.1f} MiB{what} ({names}) is more than {limit / 2**20:.0f} MiB: "
+                      "raise --limit-mib if the calls carry more, or move wheels between the bundles "
+                      "of scripts/pack_wheel_bundles.py")
+
+
 def pack(wheels: list[Path], limit: int) -> list[list[Path]]:
     """Bundles of at most ``limit`` bytes: the purpose groups, neighbours merged while they fit."""
-    bundles: list[list[Path]] = []
+    units = []
     for wheels_in in group(wheels):
         if not wheels_in:
             continue
         size = sum(w.stat().st_size for w in wheels_in)
         if size > limit:
-            names = ", ".join(w.name.split("-", 1)[0] for w in wheels_in)
-            raise ValueError(f"a bundle of {size / 2**20:.1f} MiB ({names}) is more than {limit / 2**20:.0f} MiB: "
-                             "raise --limit-mib if the calls carry more, or move wheels between the bundles "
-                             "of scripts/pack_wheel_bundles.py")
-        if bundles and sum(w.stat().st_size for w in bundles[-1]) + size <= limit:
-            bundles[-1].extend(wheels_in)
+            raise _too_large(wheels_in, size, limit)
+        units.append((wheels_in, size))
+    return merge(units, limit)
+
+
+def stored_copy(wheel: Path, dest: Path) -> None:
+    """The wheel with every member stored, not deflated: xz then compresses across the members
+    (pip checks the members' hashes in RECORD, which this does not change)."""
+    with zipfile.ZipFile(wheel) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            info.compress_type = zipfile.ZIP_STORED
+            zout.writestr(info, data)
+
+
+def compress(wheels: list[Path], archive: Path) -> None:
+    """A tar.xz of the wheels, stored; with the xz tool on every core where it is installed (the
+    standard library's single-threaded lzma takes minutes for the CUDA libraries)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for wheel in wheels:
+            stored_copy(wheel, Path(tmp) / wheel.name)
+        names = sorted(w.name for w in wheels)
+        if shutil.which("xz"):
+            with open(archive, "wb") as out:
+                tar = subprocess.Popen(["tar", "-cf", "-", "-C", tmp, *names], stdout=subprocess.PIPE)
+                xz = subprocess.run(["xz", "-9", "-T0"], stdin=tar.stdout, stdout=out, check=False)
+                tar.stdout.close()
+                if tar.wait() or xz.returncode:
+                    raise OSError(f"tar | xz failed for {archive.name}")
         else:
-            bundles.append(list(wheels_in))
-    return bundles
+            with tarfile.open(archive, "w:xz", preset=9) as out:
+                for name in names:
+                    out.add(Path(tmp) / name, arcname=name)
+
+
+def pack_xz(wheels: list[Path], limit: int, staging: Path) -> list[list[Path]]:
+    """Bundles of at most ``limit`` bytes of tar.xz archives, one archive per purpose group (made
+    in ``staging``), neighbours merged while they fit."""
+    units = []
+    for i, wheels_in in enumerate(group(wheels), 1):
+        if not wheels_in:
+            continue
+        archive = staging / f"group-{i}.tar.xz"
+        compress(wheels_in, archive)
+        size = archive.stat().st_size
+        if size > limit:
+            raise _too_large(wheels_in, size, limit, " packed")
+        units.append(([archive], size))
+    return merge(units, limit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,25 +144,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", default=".whl", type=Path)
     parser.add_argument("--limit-mib", type=float, default=60.0,
                         help="most a bundle may hold (default 60: a call carries 64 MiB with the tree)")
+    parser.add_argument("--xz", action="store_true",
+                        help="pack each bundle as tar.xz of stored wheels (fewer calls; the wheels stay in FOLDER)")
     args = parser.parse_args(argv)
     root: Path = args.folder
     for old in root.glob("call-*/*.whl"):  # a rebuild repacks everything
         old.rename(root / old.name)
+    for old in root.glob("call-*/*.tar.xz"):
+        old.unlink()
     for folder in root.glob("call-*"):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    try:
-        bundles = pack(list(root.glob("*.whl")), int(args.limit_mib * 2**20))
-    except ValueError as exc:
-        print(f"pack_wheel_bundles.py: {exc}", file=sys.stderr)
-        return 2
-    for i, wheels_in in enumerate(bundles, 1):
-        folder = root / f"call-{i}"
-        folder.mkdir(exist_ok=True)
-        for wheel in wheels_in:
-            wheel.rename(folder / wheel.name)
-        size = sum(w.stat().st_size for w in folder.glob("*.whl")) / 2**20
-        print(f"{folder}: {size:.1f} MiB, {len(wheels_in)} wheels (carry it in device call {i})")
+    wheels = list(root.glob("*.whl"))
+    limit = int(args.limit_mib * 2**20)
+    with tempfile.TemporaryDirectory(dir=root) as staging:
+        try:
+            bundles = pack_xz(wheels, limit, Path(staging)) if args.xz else pack(wheels, limit)
+        except ValueError as exc:
+            print(f"pack_wheel_bundles.py: {exc}", file=sys.stderr)
+            return 2
+        for i, files in enumerate(bundles, 1):
+            folder = root / f"call-{i}"
+            folder.mkdir(exist_ok=True)
+            for file in files:
+                file.rename(folder / file.name)
+            size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+            what = "archives of stored wheels" if args.xz else "wheels"
+            print(f"{folder}: {size:.1f} MiB, {len(files)} {what} (carry it in device call {i})")
     return 0
 
 

@@ -94,3 +94,64 @@ def test_a_bundle_over_the_limit_is_a_usage_error_not_a_split(tmp_path):
 ])
 def test_distribution_names(name, expected):
     assert _module().distribution(Path(name)) == expected
+
+
+def _real_wheel(path: Path, members: dict[str, bytes]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def test_xz_bundles_pack_what_zip_cannot_and_keep_every_member(tmp_path):
+    """A library that repeats itself beyond deflate's 32 KiB window (CUDA code for several GPU
+    architectures does) is as large zipped as raw; xz sees the repeats, so bundles that zip would
+    split over calls fit in one, and the wheels inside are stored with their members unchanged."""
+    import os
+    import tarfile
+    import zipfile
+
+    block = os.urandom(MIB)
+    library = {"cuequivariance_ops/lib.so": block * 4, "cuequivariance_ops/__init__.py": b"x = 1\n"}
+    _real_wheel(tmp_path / "cuequivariance_ops_cu13-1-py3-none-any.whl", library)
+    _real_wheel(tmp_path / "cuequivariance_torch-1-py3-none-any.whl", {"cuequivariance_torch/__init__.py": b""})
+    _real_wheel(tmp_path / "tqdm-1-py3-none-any.whl", {"tqdm/__init__.py": block})
+    assert (tmp_path / "cuequivariance_ops_cu13-1-py3-none-any.whl").stat().st_size > 4 * MIB  # zip saw no repeat
+
+    plain = subprocess.run([sys.executable, str(SCRIPT), "--limit-mib", "3", str(tmp_path)], capture_output=True, text=True)
+    assert plain.returncode == 2 and "more than 3 MiB" in plain.stderr
+
+    result = subprocess.run([sys.executable, str(SCRIPT), "--xz", "--limit-mib", "3", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("call-*")) == ["call-1"]
+    archives = sorted(p.name for p in (tmp_path / "call-1").iterdir())
+    assert archives == ["group-1.tar.xz", "group-3.tar.xz"]  # tqdm's purpose group, cuEquivariance's
+    assert len(list(tmp_path.glob("*.whl"))) == 3  # the wheels stay where they were
+    assert "call-1" in result.stdout and "device call 1" in result.stdout
+
+    unpacked = tmp_path / "unpacked"
+    for archive in (tmp_path / "call-1").glob("*.tar.xz"):
+        with tarfile.open(archive) as tar:
+            tar.extractall(unpacked, filter="data")
+    assert sorted(p.name for p in unpacked.iterdir()) == sorted(p.name for p in tmp_path.glob("*.whl"))
+    with zipfile.ZipFile(unpacked / "cuequivariance_ops_cu13-1-py3-none-any.whl") as z:
+        assert {i.filename: i.compress_type for i in z.infolist()} == dict.fromkeys(library, zipfile.ZIP_STORED)
+        assert {name: z.read(name) for name in library} == library
+
+    # A repack without --xz starts over: the archives go, the wheels move into the bundles.
+    again = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert not list(tmp_path.glob("call-*/*.tar.xz"))
+    assert len(list(tmp_path.glob("call-*/*.whl"))) == 3
+
+
+def test_merging_starts_from_the_last_bundle_so_the_first_has_room_for_the_sources(tmp_path):
+    # The packed sizes of the real groups: merged from the front, the first call would hold 54 MiB
+    # and no room for the engine sources (15 MiB) beside it.
+    pack = _module()
+    _wheels(tmp_path, {"tqdm-1-py3-none-any.whl": 25.5, "rdkit-1-py3-none-any.whl": 28.9,
+                       "cuequivariance_ops_cu13-1-py3-none-any.whl": 19.5})
+    bundles = pack.pack(list(tmp_path.glob("*.whl")), 60 * MIB)
+    assert [[pack.distribution(w) for w in b] for b in bundles] == [["tqdm"], ["rdkit", "cuequivariance_ops_cu13"]]
