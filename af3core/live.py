@@ -176,12 +176,18 @@ class PlainProgress:
                         f"{' ' + spread if spread else ''}, compile "
                         f"{_fmt_ms(result.compile_ms)}, peak GPU {_fmt_bytes(result.nvml_peak_gpu_bytes)}, "
                         f"peak RSS {_fmt_bytes(result.sampled_peak_rss_bytes)}{_stop_text(result)}"
-                        f"{_clock_text(result)}")
+                        f"{_clock_text(result)}{_kernels_text(result)}")
         else:
             self._print(f"[{result.planned.case_id}] {result.status}: {result.error}")
 
     def stop(self) -> None:
         pass
+
+
+def _kernels_text(result: CaseRecord) -> str:
+    """The kernels the engine ran, where it says (an "auto" setting resolved in the worker)."""
+    kernels = result.info.get("kernels")
+    return f", kernels: {kernels}" if kernels else ""
 
 
 def make_view(plan: Plan, force_plain: bool = False):

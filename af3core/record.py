@@ -23,7 +23,7 @@ STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "protocol", "interrupte
 
 # Leading columns of summary.csv, in order; the numeric figures a runner reports follow.
 SUMMARY_COLUMNS = [
-    "run_id", "case_id", "plugin", "plugin_kind", "mode", "preset", "seq_len", "device", "settings", "status",
+    "run_id", "case_id", "plugin", "plugin_kind", "mode", "preset", "seq_len", "device", "settings", "kernels", "status",
     "n_ok", "n_failed", "n_warmup", *stats.TIME_COLUMNS, "stopped_by", "compile_ms", "setup_ms",
     "nvml_peak_gpu_bytes", "framework", "framework_peak_bytes", "worker_peak_rss_bytes", "sampled_peak_rss_bytes",
     "error", "notes", "plugin_version", "engine_source_version", "host", "gpu_name", "gpu_index", "gpu_uuid",
@@ -239,6 +239,8 @@ class CaseRecord:
             "seq_len": case.seq_len,
             "device": case.device,
             "settings": json.dumps(case.settings, sort_keys=True, default=str),
+            # what a setting such as "auto" resolved to in the worker: the settings say what was asked
+            "kernels": str(self.info.get("kernels") or ""),
             "status": self.status,
             "n_ok": len(self.ok_times),
             "n_failed": sum(1 for p in self.passes if not p["ok"]),

@@ -45,7 +45,9 @@ def _varying(rows: list[dict[str, str]]) -> tuple[list[str], list[str], dict]:
     not all alike (dtype across engines); a key only some plugins have, constant in each, is no
     column (each plugin has its own settings)."""
     # gpu_name: runs of one setting on two GPU models are two results, never one line or cell
-    fields = [f for f in ("run", "plugin", "mode", "preset", "device", "gpu_name") if len({r.get(f) for r in rows}) > 1]
+    # kernels: what the engine ran (a setting's "auto" resolved), told apart like a setting
+    fields = [f for f in ("run", "plugin", "mode", "preset", "device", "gpu_name", "kernels")
+              if len({r.get(f) or "" for r in rows}) > 1]
     settings = [_settings(r) for r in rows]
     keys = sorted({k for s in settings for k in s})
     values: dict[tuple[str, str], set[str]] = {}

@@ -44,8 +44,8 @@ def _resolved(folder: Path) -> dict[str, dict]:
 
 
 def main(paths: list[str]) -> int:
-    header = ("run", "plugin", "mode", "preset", "settings", "L", "status", "median_ms", "compile_ms", "nvml_GiB",
-              "fw_GiB", "floor_frac", "in_process")
+    header = ("run", "plugin", "mode", "preset", "settings", "kernels", "L", "status", "median_ms", "compile_ms",
+              "nvml_GiB", "fw_GiB", "floor_frac", "in_process")
     print(" | ".join(header))
     for path in paths:
         for summary in sorted(Path(path).rglob("summary.csv")):
@@ -63,7 +63,9 @@ def main(paths: list[str]) -> int:
                         if key in settings and key in info:
                             settings[key] = info[key]  # as the worker resolved it (None: not applicable)
                     shown = ",".join(f"{k}={settings[k]}" for k in SHOW_SETTINGS if settings.get(k) is not None)
-                    print(" | ".join([folder.name, r["plugin"], r["mode"], r.get("preset") or "", shown, r["seq_len"],
+                    kernels = r.get("kernels") or str(info.get("kernels") or "")
+                    print(" | ".join([folder.name, r["plugin"], r["mode"], r.get("preset") or "", shown, kernels,
+                                      r["seq_len"],
                                       r["status"], _ms(r["median_ms"]), _ms(r["compile_ms"]),
                                       _gib(r["nvml_peak_gpu_bytes"]), _gib(r["framework_peak_bytes"]),
                                       _ms(r.get("fraction_of_floor")), "yes" if in_process else ""]))

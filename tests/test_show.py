@@ -134,3 +134,25 @@ def test_by_length_drops_an_interrupted_attempt_beside_a_measurement_and_keeps_g
     assert cells == [["2000.0 ms (1.00 GiB)", "interrupted", "oom; 2000.0 ms (1.00 GiB)"]]
     header, cells = length_table([row(1024), row(1024, gpu="NVIDIA H200")])
     assert header == ["gpu_name", "1024"] and len(cells) == 2  # two GPU models: two lines, not one cell
+
+
+def test_the_kernels_an_engine_ran_are_recorded_shown_and_told_apart(af3):
+    # The same settings resolve to other kernels on another machine (an "auto" that found a kernel
+    # library, or did not): the summary, the progress line and af3 show say which ran.
+    runs = {}
+    for kernels in ("fused", "reference"):
+        proc = af3.run("bench", "--plugin", "testplugin", "--device", "cpu", "--seq-len", "8", "--passes", "2",
+                       "--out", kernels, "--plain", "--no-plot", AF3_TESTPLUGIN_KERNELS=kernels)
+        assert proc.returncode == 0, proc.stderr
+        assert f"kernels: {kernels}" in proc.stdout
+        runs[kernels] = af3.cwd / kernels
+    import csv
+    with open(runs["fused"] / "summary.csv", newline="") as f:
+        assert [r["kernels"] for r in csv.DictReader(f)] == ["fused"]
+    proc = af3.run("show", "--by-length", "--markdown", *map(str, runs.values()))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["kernels", "8"]
+    assert sorted(line.strip("|").split("|")[0].strip() for line in lines[2:]) == ["fused", "reference"]
+    alone = af3.run("show", "--markdown", str(runs["fused"])).stdout.splitlines()[0]
+    assert "kernels" not in alone  # one value everywhere is no column

@@ -70,6 +70,7 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
         "n_atoms": int(batch["atom_pad_mask"].shape[-1]),
         "use_kernels": use_kernels,
         "use_kernels_reason": kernels_note,
+        "kernels": "cuequivariance" if use_kernels else "torch",  # af3core's summary column
         "dtype": settings["dtype"],
         "torch_version": torch.__version__,
         **{k: settings[k] for k in ("pairformer_blocks", "recycles", "msa_rows", "confidence", "templates")},

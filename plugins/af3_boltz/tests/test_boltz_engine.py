@@ -86,3 +86,4 @@ def test_af3_bench_runs_boltz_in_a_worker(tmp_path):
     assert len(rows) == 2 and all(r["ok"] for r in rows)
     assert rows[0]["info"]["boltz_distribution"] in plugin.DISTRIBUTIONS and rows[0]["preset"] == "small"
     assert rows[0]["engine_source_version"].startswith(rows[0]["info"]["boltz_distribution"])
+    assert "kernels: torch" in proc.stdout  # on a CPU the kernels resolve to Boltz's torch path, and it says so

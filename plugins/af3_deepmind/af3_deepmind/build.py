@@ -103,6 +103,7 @@ def build(mode: str, tokens: int, settings: Mapping[str, Any], device_type: str)
         "backend": device.platform,
         "device_kind": device.device_kind,
         "attention": attention,
+        "kernels": f"attention {attention}",  # af3core's summary column
         "glu": "tokamax auto (triton, else xla)" if device.platform == "gpu" else "xla",
         "bf16": bool(settings["bf16"]),
         "recycles": int(settings["recycles"]),

@@ -127,6 +127,8 @@ def prepare(settings: Mapping[str, Any], mode: str, n_tokens: int, device: str) 
         "weight_matrices": matrices,
         "n_atoms": int(features["atom_to_token_idx"].shape[0]),
         **{k: kernels[k] for k in ("tri_attention", "tri_multiplicative", "layernorm", "kernels_reason")},
+        "kernels": (f"attention {kernels['tri_attention']}, multiplication {kernels['tri_multiplicative']}, "
+                    f"LayerNorm {kernels['layernorm']}"),  # af3core's summary column
         "dtype": settings["dtype"],
         "skip_amp_diffusion": bool(cfg.skip_amp.sample_diffusion),
         "skip_amp_confidence": bool(cfg.skip_amp.confidence_head),

@@ -125,4 +125,5 @@ def test_af3_bench_runs_protenix_in_a_worker(tmp_path, mode, extra):
     assert info["pairformer_blocks"] == SMALL["pairformer_blocks"] and info["n_params"] > 1e7
     assert info["steps"] == (3 if mode == "full" else 0) and info["dtype"] == "fp32"
     assert (info["tri_attention"], info["tri_multiplicative"], info["layernorm"]) == ("torch", "torch", "torch")
+    assert info["kernels"] == "attention torch, multiplication torch, LayerNorm torch"
     assert rows[0]["settings"]["check_finite"] is True and rows[0]["elapsed_ms"] > 0  # ok: outputs were finite

@@ -39,7 +39,9 @@ class TestRunner(Runner):
             self._fault()
         return {"engine_source_version": "test-1", "env_seen": os.environ.get("AF3_TESTPLUGIN_ENV"),
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "helper_pid": helper_pid,
-                "notes_seen": self.case.notes}
+                "notes_seen": self.case.notes,
+                # what an engine's "auto" kernels resolved to on this machine (the summary's kernels column)
+                "kernels": os.environ.get("AF3_TESTPLUGIN_KERNELS")}
 
     def compile(self):
         return {**self.step(counting=False), "compile_only_ms": 1.5}
