@@ -46,13 +46,17 @@ def labeller(rows: list[dict[str, str]]):
     varying = {plugin: sorted(k for k in {k for s in sets for k in s}
                               if len({json.dumps(s.get(k), default=str) for s in sets}) > 1)
                for plugin, sets in by_plugin.items()}
-    # gpu_name: one setting on two GPU models is two lines, not one line through both
+    # gpu_name: one setting on two GPU models is two lines, not one line through both; kernels: one
+    # setting that ran other kernels (an "auto" resolved otherwise) likewise
     fields = [f for f in ("plugin", "mode", "preset", "gpu_name") if len({r.get(f) for r in rows}) > 1]
+    kernels = len({r.get("kernels") or "" for r in rows}) > 1
 
     def label(row: dict[str, str]) -> str:
         settings = _settings(row)
         parts = [str(row.get(f) or "") for f in fields] + [
             f"{k}={settings.get(k)}" for k in varying[row.get("plugin") or ""] if k in settings]
+        if kernels:
+            parts.append(f"kernels: {row.get('kernels') or '?'}")
         return " ".join(p for p in parts if p) or f"{row['plugin']} {row['mode']}"
 
     return label

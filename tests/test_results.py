@@ -212,6 +212,9 @@ def test_plot_legends_name_only_the_settings_that_differ():
     gpus = [{**engines[0], "gpu_name": gpu} for gpu in ("NVIDIA H100 80GB HBM3", "NVIDIA H200")]
     label = labeller(gpus)  # one setting on two GPU models: two lines
     assert [label(r) for r in gpus] == ["NVIDIA H100 80GB HBM3", "NVIDIA H200"]
+    resolved = [{**engines[0], "kernels": kernels} for kernels in ("cuequivariance", "torch")]
+    label = labeller(resolved)  # one setting whose "auto" ran other kernels on another machine: two lines
+    assert [label(r) for r in resolved] == ["kernels: cuequivariance", "kernels: torch"]
 
 
 def test_nonfinite_outputs_names_the_tensors_with_nan_or_inf():
