@@ -7,7 +7,7 @@ Public surface for plugin authors::
     from af3core import truncnorm_by_torch   # OpenFold-lineage random init in seconds
 """
 from af3core.hookspecs import hookimpl
-from af3core.packages import (CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_installed,
+from af3core.packages import (CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_for_auto,
                               installed_distribution, missing_modules, package_check)
 from af3core.plugin import ENGINE, KERNEL, Availability, Plugin, Setting
 from af3core.runner import Case, CaseError, NonFiniteOutput, Runner, is_oom, nonfinite_outputs
@@ -32,7 +32,7 @@ __all__ = [
     "package_check",
     "CUEQUIVARIANCE_FIX",
     "cuequivariance_error",
-    "cuequivariance_installed",
+    "cuequivariance_for_auto",
     "nonfinite_outputs",
     "truncnorm_by_torch",
     "__version__",

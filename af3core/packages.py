@@ -8,6 +8,7 @@ import importlib.util
 from typing import Sequence
 
 from af3core.plugin import Availability
+from af3core.runner import CaseError
 
 
 def installed_distribution(*names: str) -> tuple[str, str] | None:
@@ -48,6 +49,19 @@ def cuequivariance_installed() -> bool:
     falls back to torch only when it is not; an installed one that does not load is a broken
     install, to be fixed rather than measured as something else."""
     return importlib.util.find_spec("cuequivariance_torch") is not None
+
+
+def cuequivariance_for_auto(without: str) -> str | None:
+    """For an engine whose kernels default to cuEquivariance (an ``auto`` setting): None when they
+    load, the reason to fall back to the engine's own path when cuEquivariance is not installed.
+    Installed but not loading is a broken install, and timing the fallback would report what the
+    user did not ask for: a CaseError with the fix and ``without``, the setting that times the
+    engine without it."""
+    error = cuequivariance_error()
+    if error and cuequivariance_installed():
+        raise CaseError(f"cuEquivariance is installed but does not load ({error}); fix: {CUEQUIVARIANCE_FIX}, "
+                        f"or time the engine without it: {without}")
+    return error
 
 
 def cuequivariance_error() -> str | None:

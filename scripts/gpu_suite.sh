@@ -44,7 +44,9 @@ while IFS= read -r packed; do
   log "unpack $packed"
   tar -xJf "$packed" -C "$UNPACKED" || exit 1
 done < <(find "$WHEELS" -name '*.tar.xz' 2>/dev/null | sort)
-mapfile -t wheels < <(find "$WHEELS" "$UNPACKED" -name '*.whl' 2>/dev/null | sort)
+# One file per wheel name: `--xz` leaves the wheels in .whl/ beside their archives, and pip refuses
+# two files of one distribution in one install.
+mapfile -t wheels < <(find "$WHEELS" "$UNPACKED" -name '*.whl' 2>/dev/null | awk -F/ '!seen[$NF]++' | sort)
 if (( ${#wheels[@]} )); then
   log "install ${#wheels[@]} wheels under $WHEELS/"
   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "${wheels[@]}" || exit 1

@@ -27,7 +27,7 @@ def kernels_wanted(setting: str, device: str) -> tuple[bool, str]:
     compute capability 8 or more; Boltz has no fallback when the package is missing or does not load."""
     import torch
 
-    from af3core import CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_installed
+    from af3core import CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_for_auto
 
     if setting == "off":
         return False, "off"
@@ -41,10 +41,7 @@ def kernels_wanted(setting: str, device: str) -> tuple[bool, str]:
         return True, "on"
     if not capable:
         return False, "auto: off (no GPU of compute capability 8+)"
-    error = cuequivariance_error()
-    if error and cuequivariance_installed():  # a broken install would time the torch path unasked
-        raise BuildError(f"use_kernels=auto: cuEquivariance is installed but does not load ({error}); "
-                         f"fix: {CUEQUIVARIANCE_FIX}, or time Boltz without it: --set use_kernels=off")
+    error = cuequivariance_for_auto(without="--set use_kernels=off")
     if error:
         return False, f"auto: off ({error})"
     return True, "auto: on (GPU of compute capability 8+, cuEquivariance loads)"

@@ -50,14 +50,14 @@ def test_auto_kernels_fall_back_only_when_cuequivariance_is_absent(monkeypatch, 
     installed; an installed one that does not load (a --no-deps install without platformdirs did this
     on a GPU, and the torch path was timed as if it were Boltz's default) fails the case with the fix."""
     torch = pytest.importorskip("torch")
-    import af3core
+    from af3core import CaseError, packages
     from af3_boltz import build
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
-    monkeypatch.setattr(af3core, "cuequivariance_installed", lambda: installed)
-    monkeypatch.setattr(af3core, "cuequivariance_error", lambda: error)
+    monkeypatch.setattr(packages, "cuequivariance_installed", lambda: installed)
+    monkeypatch.setattr(packages, "cuequivariance_error", lambda: error)
     if expected is None:
-        with pytest.raises(build.BuildError, match="installed but does not load.*platformdirs.*use_kernels=off"):
+        with pytest.raises(CaseError, match="installed but does not load.*platformdirs.*use_kernels=off"):
             build.kernels_wanted("auto", "cuda")
     else:
         on, reason = build.kernels_wanted("auto", "cuda")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from af3_protenix.plugin import DISTRIBUTION, installed
-from af3core import CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_installed
+from af3core import CUEQUIVARIANCE_FIX, cuequivariance_error, cuequivariance_for_auto
 
 
 class BuildError(Exception):
@@ -52,12 +52,11 @@ def kernels_wanted(settings: Mapping[str, Any], device: str) -> dict[str, str]:
         return {"tri_attention": "torch", "tri_multiplicative": "torch", "layernorm": "torch",
                 "kernels_reason": "a CPU: torch everywhere (LAYERNORM_TYPE=torch)"}
     notes = []
-    cueq_error = cuequivariance_error() if "auto" in (att, mul) or "cuequivariance" in (att, mul) else None
+    if "auto" in (att, mul):
+        cueq_error = cuequivariance_for_auto(without="--set tri_attention=torch --set tri_multiplicative=torch")
+    else:
+        cueq_error = cuequivariance_error() if "cuequivariance" in (att, mul) else None
     cueq = cueq_error is None
-    if "auto" in (att, mul) and not cueq and cuequivariance_installed():  # a broken install, not an absent one
-        raise BuildError(f"triangle kernels auto: cuEquivariance is installed but does not load ({cueq_error}); "
-                         f"fix: {CUEQUIVARIANCE_FIX}, or time Protenix without it: --set tri_attention=torch "
-                         "--set tri_multiplicative=torch")
     if att == "auto":
         att = "cuequivariance" if cueq else "torch"
         notes.append(f"tri_attention auto: {att}" + ("" if cueq else f" ({cueq_error})"))

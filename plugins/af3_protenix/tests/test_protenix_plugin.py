@@ -83,13 +83,14 @@ def test_auto_triangle_kernels_fall_back_only_when_cuequivariance_is_absent(monk
     """On a GPU `auto` picks cuEquivariance when it loads and torch when it is not installed; an
     installed one that does not load fails the case with the fix instead of timing the torch path
     as Protenix's default (a --no-deps install without platformdirs did that on a GPU)."""
+    from af3core import CaseError, packages
     from af3_protenix import build
 
-    monkeypatch.setattr(build, "cuequivariance_installed", lambda: installed)
-    monkeypatch.setattr(build, "cuequivariance_error", lambda: error)
+    monkeypatch.setattr(packages, "cuequivariance_installed", lambda: installed)
+    monkeypatch.setattr(packages, "cuequivariance_error", lambda: error)
     monkeypatch.setattr(build, "_nvcc", lambda: False)
     if expected is None:
-        with pytest.raises(build.BuildError, match="installed but does not load.*platformdirs.*tri_attention=torch"):
+        with pytest.raises(CaseError, match="installed but does not load.*platformdirs.*tri_attention=torch"):
             build.kernels_wanted(DEFAULTS, "cuda")
     else:
         chosen = build.kernels_wanted(DEFAULTS, "cuda")
