@@ -14,7 +14,7 @@ FIX = (f"pip install --no-deps {DISTRIBUTION}=={VERSION} && pip install 'af3-pro
 #: What the model, its config modules and the plugin import, by importable name (without the
 #: package's packaging-only dependencies: pandas, deepspeed, wandb, pdbeccdutils, modelcif...).
 #: ``configs`` is the top-level config package the protenix wheel installs beside ``protenix``.
-NEEDS = ("torch", "numpy", "scipy", "ml_collections", "optree", "rdkit", "biotite", "configs")
+NEEDS = ("torch", "numpy", "scipy", "ml_collections", "optree", "rdkit", "configs")
 
 
 def installed() -> str | None:
@@ -46,7 +46,7 @@ def register_plugins(register):
             check=check,
             validate=validate,
             check_seq_len=check_seq_len,
-            libraries=(DISTRIBUTION, "ml-collections", "optree", "rdkit", "biotite", "cuequivariance-torch",
+            libraries=(DISTRIBUTION, "ml-collections", "optree", "rdkit", "cuequivariance-torch",
                        "deepspeed"),
         )
     )

@@ -8,6 +8,7 @@ Skipped with the reason when Protenix (``pip install --no-deps protenix==2.0.0``
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -79,9 +80,9 @@ def torch_equal(a, b) -> bool:
     return torch.equal(a, b)
 
 
-def af3(*args, cwd, timeout=300):
+def af3(*args, cwd, timeout=300, env=None):
     return subprocess.run([sys.executable, "-m", "af3core", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd)
+                          cwd=cwd, env=env)
 
 
 @needs_entry_point
@@ -127,3 +128,31 @@ def test_af3_bench_runs_protenix_in_a_worker(tmp_path, mode, extra):
     assert (info["tri_attention"], info["tri_multiplicative"], info["layernorm"]) == ("torch", "torch", "torch")
     assert info["kernels"] == "attention torch, multiplication torch, LayerNorm torch"
     assert rows[0]["settings"]["check_finite"] is True and rows[0]["elapsed_ms"] > 0  # ok: outputs were finite
+
+
+BLOCK_BIOTITE = """import sys
+class _NoBiotite:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "biotite":
+            raise ImportError("biotite is blocked by this test")
+sys.meta_path.insert(0, _NoBiotite())
+"""
+
+
+@needs_entry_point
+def test_the_model_runs_without_biotite(tmp_path):
+    # Protenix's data pipeline imports biotite, its model does not: a GPU machine needs no biotite
+    # wheel for it (docs/PROTENIX.md). A sitecustomize on PYTHONPATH makes importing biotite fail in
+    # the host and the worker alike.
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_BIOTITE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "site"),
+                                                                         os.environ.get("PYTHONPATH")]))}
+    blocked = subprocess.run([sys.executable, "-c", "import biotite"], capture_output=True, text=True, env=env)
+    assert "blocked by this test" in blocked.stderr
+    proc = af3("bench", "--plugin", "protenix", "--preset", "small", "--mode", "full", "--seq-len", "32",
+               "--passes", "1", "--device", "cpu", "--set", "steps=2", "--out", str(tmp_path / "out"), "--plain",
+               "--no-plot", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "protenix.jsonl").read_text().splitlines()]
+    assert row["ok"] and row["mode"] == "full"
