@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from af3core.errors import UsageError
 
 TIME_PLOT = "time_vs_seq_len.png"
 MEMORY_PLOT = "memory_vs_seq_len.png"
+#: Characters per title line: what fits the 9-inch figure at the title's 9-point font
+TITLE_WIDTH = 110
 
 # Memory sources, most direct first; the axis label says which one was plotted.
 MEMORY_SOURCES = (("nvml_peak_gpu_bytes", "GPU memory (NVML, per process)"),
@@ -75,7 +78,9 @@ def _title(rows: list[dict[str, str]], what: str) -> str:
     # counted by results folder: two folders may share a run id (the same --out name on two machines)
     runs = {r.get(_FOLDER) or r.get("run_id", "") for r in rows}
     run = f"run {rows[0].get('run_id', '')}" if len(runs) == 1 else f"{len(runs)} runs"
-    return f"{what}: {joined('gpu_name', 'cpu_model', 'device')} (af3-bench {joined('af3bench_commit')}, {run})"
+    title = f"{what}: {joined('gpu_name', 'cpu_model', 'device')} (af3-bench {joined('af3bench_commit')}, {run})"
+    # runs from several machines and commits make a title wider than the figure: wrap it, not clip it
+    return "\n".join(textwrap.wrap(title, TITLE_WIDTH))
 
 
 def _by_length(points) -> dict[int, list[dict[str, str]]]:

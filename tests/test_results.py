@@ -93,6 +93,18 @@ def test_plot_title_counts_result_folders_not_run_names(tmp_path):
     assert _title(rows[:1], "Peak memory").endswith(", run boltz-oom)")
 
 
+def test_plot_title_of_many_machines_and_commits_wraps_to_the_figure():
+    from af3core.plot import TITLE_WIDTH, _title
+
+    rows = [{"gpu_name": gpu, "af3bench_commit": f"{i:012x}-dirty", "run_id": f"run-{i}", "_results_folder": str(i)}
+            for i, gpu in enumerate(["NVIDIA H100 80GB HBM3", "NVIDIA H200"] * 4)]
+    title = _title(rows, "Median pass time")
+    lines = title.splitlines()
+    assert len(lines) > 1 and all(len(line) <= TITLE_WIDTH for line in lines)
+    assert " ".join(lines) == ("Median pass time: NVIDIA H100 80GB HBM3, NVIDIA H200 (af3-bench "
+                               + ", ".join(f"{i:012x}-dirty" for i in range(8)) + ", 8 runs)")
+
+
 def test_several_runs_plot_together_into_out(af3, tmp_path):
     runs = []
     for work in ("1", "3"):
