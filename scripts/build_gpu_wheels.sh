@@ -8,8 +8,9 @@
 # --bundles then packs the wheels into .whl/call-1, .whl/call-2 (tar.xz archives of stored wheels,
 # pack_wheel_bundles.py --xz: two calls where zipped wheels need three) of at most AF3_BUNDLE_MIB
 # (default 60) MiB each, by purpose (scripts/pack_wheel_bundles.py says which wheel goes where and
-# why), for device calls that carry 64 MiB with the tree: carry one a call, in order, on one warm
-# machine (gpu_suite.sh unpacks and installs every bundle that has arrived so far). It drops
+# why), for device calls that carry 64 MiB with the tree: carry one a call, in either order, on one
+# warm machine (gpu_suite.sh unpacks and installs every bundle that has arrived so far; each bundle
+# alone runs its engines on a fresh machine). It drops
 # biotite's chemical component dictionary (37 MB the models never read).
 set -euo pipefail
 cd "$(dirname "$0")/.."

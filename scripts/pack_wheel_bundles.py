@@ -22,9 +22,11 @@ over the limit is an error, not a silent split. Wheels move into FOLDER/call-1, 
 ``--xz`` packs each purpose group instead as a tar.xz of its wheels stored uncompressed and merges
 neighbours by their packed sizes; the wheels stay in FOLDER. xz sees the repeats in the CUDA
 libraries that a wheel's zip cannot: every list of build_gpu_wheels.sh (about 143 MiB of wheels)
-packs into 25.5, 28.9 and 19.5 MiB, two calls instead of three: the first bundle with the sources,
-then Boltz-2, Protenix and all of cuEquivariance together. ``gpu_suite.sh`` unpacks every
-``*.tar.xz`` it is given and installs the wheels inside.
+packs into 25.5, 30.4 and 19.5 MiB, two calls instead of three: the first bundle with the sources,
+then Boltz-2, Protenix and all of cuEquivariance together, with a copy of the small wheels of
+bundle 1 they import (``SHARED_WITH_BUNDLE_2``, 1.5 of the 30.4 MiB), so that either call runs its
+engines on a fresh machine (the second ran so on an H200, packed by hand the same way).
+``gpu_suite.sh`` unpacks every ``*.tar.xz`` it is given and installs one wheel per file name.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ LATER_BUNDLES: tuple[frozenset[str], ...] = (
     frozenset({"rdkit", "boltz", "einx", "frozendict", "protenix", "optree", "cuequivariance_ops_torch_cu13"}),
     frozenset({"cuequivariance_ops_cu13", "cuequivariance", "cuequivariance_torch", "trifast"}),
 )
+#: Bundle 1's wheels that Boltz-2, Protenix and cuEquivariance import too (Lightning, PyYAML,
+#: ml_collections with absl, tqdm, opt_einsum, platformdirs: about 3 MiB). With ``--xz`` the archive of
+#: bundle 2 holds a copy of each, so that the call carrying bundles 2 and 3 runs Boltz-2 and Protenix
+#: on a fresh machine whichever call comes first (device machines are not always lent twice).
+SHARED_WITH_BUNDLE_2 = frozenset({"pyyaml", "absl_py", "lightning_utilities", "pytorch_lightning", "torchmetrics",
+                                  "tqdm", "ml_collections", "opt_einsum", "platformdirs"})
 
 
 def distribution(wheel: Path) -> str:
@@ -127,7 +135,10 @@ def pack_xz(wheels: list[Path], limit: int, staging: Path) -> list[list[Path]]:
     """Bundles of at most ``limit`` bytes of tar.xz archives, one archive per purpose group (made
     in ``staging``), neighbours merged while they fit."""
     units = []
-    for i, wheels_in in enumerate(group(wheels), 1):
+    groups = group(wheels)
+    if groups[1]:
+        groups[1] += [w for w in groups[0] if distribution(w) in SHARED_WITH_BUNDLE_2]
+    for i, wheels_in in enumerate(groups, 1):
         if not wheels_in:
             continue
         archive = staging / f"group-{i}.tar.xz"

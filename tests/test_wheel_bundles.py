@@ -155,3 +155,30 @@ def test_merging_starts_from_the_last_bundle_so_the_first_has_room_for_the_sourc
                        "cuequivariance_ops_cu13-1-py3-none-any.whl": 19.5})
     bundles = pack.pack(list(tmp_path.glob("*.whl")), 60 * MIB)
     assert [[pack.distribution(w) for w in b] for b in bundles] == [["tqdm"], ["rdkit", "cuequivariance_ops_cu13"]]
+
+
+def test_the_boltz_protenix_archive_carries_the_small_wheels_they_share_with_bundle_1(tmp_path):
+    # Device machines are not always lent twice: the call with bundle 2 must run Boltz-2 and
+    # Protenix on a fresh machine without bundle 1 (a hand-packed bundle without platformdirs once
+    # made cuEquivariance's ops fail to import).
+    import tarfile
+
+    pack = _module()
+    for name in ("PyYAML-6", "platformdirs-4", "pytorch_lightning-2", "openfold3-0", "boltz-2", "rdkit-1"):
+        _real_wheel(tmp_path / f"{name}-py3-none-any.whl", {f"{name.split('-')[0]}/__init__.py": b""})
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    bundles = pack.pack_xz(list(tmp_path.glob("*.whl")), 60 * MIB, staging)
+    assert [[a.name for a in b] for b in bundles] == [["group-1.tar.xz", "group-2.tar.xz"]]
+
+    def members(archive):
+        with tarfile.open(staging / archive) as tar:
+            return sorted(n.split("-")[0] for n in tar.getnames())
+
+    assert members("group-1.tar.xz") == ["PyYAML", "openfold3", "platformdirs", "pytorch_lightning"]
+    assert members("group-2.tar.xz") == ["PyYAML", "boltz", "platformdirs", "pytorch_lightning", "rdkit"]
+    # Without Boltz-2's group there is nothing to share with: no second archive.
+    for wheel in ("boltz-2-py3-none-any.whl", "rdkit-1-py3-none-any.whl"):
+        (tmp_path / wheel).unlink()
+    assert [[a.name for a in b] for b in pack.pack_xz(list(tmp_path.glob("*.whl")), 60 * MIB, staging)] == \
+        [["group-1.tar.xz"]]
