@@ -10,8 +10,8 @@
 # (default 60) MiB each, by purpose (scripts/pack_wheel_bundles.py says which wheel goes where and
 # why), for device calls that carry 64 MiB with the tree: carry one a call, in either order, on one
 # warm machine (gpu_suite.sh unpacks and installs every bundle that has arrived so far; each bundle
-# alone runs its engines on a fresh machine). It drops
-# biotite's chemical component dictionary (37 MB the models never read).
+# alone runs its engines on a fresh machine). It drops biotite's chemical component dictionary
+# (37 MB the models never read).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl
